@@ -1,0 +1,24 @@
+/* rmq-bench internals: subcommands and shared statistics helpers. */
+#ifndef RMQ_BENCH_H
+#define RMQ_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct rmq_bench_pct {
+    double p50_us;
+    double p99_us;
+    double p999_us;
+};
+
+/* Sorts samples (ns) in place and fills percentiles in µs. */
+void rmq_bench_percentiles(uint64_t *samples, size_t n, struct rmq_bench_pct *out);
+double rmq_bench_median(double *v, size_t n);     /* sorts v */
+
+/* "--key=value" lookup in argv; def when absent. */
+long rmq_bench_arg_long(int argc, char **argv, const char *key, long def);
+
+int rmq_bench_engine(int argc, char **argv);
+int rmq_bench_codec(int argc, char **argv);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * Remoting server on one loop: a listening socket with multishot accept, a fixed
+ * connection table sized at start, and a dispatch table indexed by request code.
+ *
+ * A request whose code has no handler is answered REQUEST_CODE_NOT_SUPPORTED
+ * (remark " request type <code> not supported", as the reference words it) and the
+ * connection stays open. Oneway requests never get a response. Responses arriving
+ * from clients (to requests the server sent them) go to the response handler, or
+ * are dropped with a debug line when none is set.
+ */
+#ifndef RMQ_NET_SERVER_H
+#define RMQ_NET_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/conn.h"
+
+typedef void (*rmq_request_fn)(struct rmq_conn *c, struct rmq_frame *req,
+                               const struct rmq_bufref *ref, void *ctx);
+
+struct rmq_server_config {
+    const char *host;               /* listen address; default "0.0.0.0" */
+    uint16_t port;                  /* 0: pick a free port (see srv->port) */
+    uint32_t max_conns;             /* default 1024 */
+    int backlog;                    /* default 1024 */
+};
+
+struct rmq_server_stats {
+    uint64_t accepted;
+    uint64_t refused;               /* connection table full */
+    uint64_t unknown_codes;
+    uint64_t requests;
+};
+
+struct rmq_server {
+    struct rmq_net_loop *nl;        /* borrowed */
+    int listen_fd;
+    uint16_t port;                  /* bound port, after init */
+    bool accepting;
+    bool stopping;
+    struct rmq_op accept_op;
+    struct rmq_op refuse_op;        /* closes sockets we cannot take */
+    struct rmq_conn *conns;         /* owned: max_conns entries */
+    uint32_t max_conns;
+    uint32_t live_conns;
+    struct rmq_conn *free_conn;     /* free list through conn->owner */
+    struct {
+        rmq_request_fn fn;
+        void *ctx;
+    } handlers[RMQ_REQ_CODE_LIMIT];
+    rmq_request_fn on_response;
+    void *on_response_ctx;
+    void (*on_stopped)(struct rmq_server *srv);
+    struct rmq_server_stats stats;
+};
+
+/* Bind and listen (synchronous, at start), then arm accept. -errno with a log line. */
+int rmq_server_init(struct rmq_server *srv, struct rmq_net_loop *nl,
+                    const struct rmq_server_config *cfg);
+/* Register fn for a request code (< RMQ_REQ_CODE_LIMIT). */
+void rmq_server_handle(struct rmq_server *srv, int code, rmq_request_fn fn, void *ctx);
+void rmq_server_on_response(struct rmq_server *srv, rmq_request_fn fn, void *ctx);
+/* Stop accepting, close every connection; on_stopped (if set) runs once all closed. */
+void rmq_server_stop(struct rmq_server *srv);
+bool rmq_server_is_stopped(const struct rmq_server *srv);
+/* Free the table; only after the server stopped. */
+void rmq_server_fini(struct rmq_server *srv);
+
+#endif
