@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
 
 #include "core/bufring.h"
 #include "core/list.h"
@@ -152,7 +153,7 @@ struct rmq_conn {
 
     struct rmq_link link;           /* waiting list */
     struct sockaddr_storage peer;
-    char peer_str[48];
+    char peer_str[INET6_ADDRSTRLEN + 8];
 };
 
 /* A (conn, gen) pair: lets a late reply detect that its connection went away. */

@@ -163,7 +163,9 @@ binary_header_write(const struct rmq_header *h, uint8_t *p)
     rmq_put_be32(p + 5, (uint32_t)h->opaque);
     rmq_put_be32(p + 9, (uint32_t)h->flag);
     rmq_put_be32(p + 13, remark_len);
-    memcpy(p + 17, h->remark.ptr, remark_len);
+    if (remark_len > 0) {
+        memcpy(p + 17, h->remark.ptr, remark_len);
+    }
     off = 17 + remark_len;
     ext_start = off + 4;
     off = ext_start;
