@@ -254,6 +254,15 @@ timers_run(struct rmq_loop *l)
     }
 }
 
+void
+rmq_loop_inject(struct rmq_loop *l, struct rmq_op *op, uint32_t nth, int32_t res)
+{
+    RMQ_ASSERT(nth > 0);
+    l->inject_op = op;
+    l->inject_countdown = nth;
+    l->inject_res = res;
+}
+
 /* ---- deferred callbacks and cross-loop messages ------------------------------ */
 
 void
@@ -622,6 +631,11 @@ dispatch(struct rmq_loop *l, const struct cqe_copy *c)
         RMQ_ASSERT(op->in_flight > 0);
         op->in_flight--;
     }
+    if (RMQ_UNLIKELY(op == l->inject_op) && --l->inject_countdown == 0) {
+        l->inject_op = NULL;
+        op->done(op, l->inject_res, c->flags);
+        return;
+    }
     op->done(op, c->res, c->flags);
 }
 
@@ -698,7 +712,7 @@ rmq_loop_run_once(struct rmq_loop *l, uint64_t timeout_ns)
     bool busy;
     int ret;
 
-    l->now_ns = rmq_clock_mono_ns();
+    /* now_ns was read once, right after the previous wait (or at init). */
     l->stats.iterations++;
     l->in_iteration = true;
     timers_run(l);

@@ -11,10 +11,11 @@
  * embedded SQE is used and the op waits on the overflow list, which is drained, in
  * order, before anything new next iteration.
  *
- * Iteration: read the clock once (loop->now_ns) → run due timers → drain posted
- * messages → run deferred callbacks → move overflowed SQEs into the SQ → flush the
- * log buffer → one io_uring_enter (submit + wait with the nearest timer deadline)
- * → copy all ready CQEs out, advance the CQ once, then dispatch them.
+ * Iteration: run due timers → drain posted messages → run deferred callbacks → move
+ * overflowed SQEs into the SQ → flush the log buffer → one io_uring_enter (submit +
+ * wait with the nearest timer deadline) → read the clock once (loop->now_ns) → copy
+ * all ready CQEs out, advance the CQ once, then dispatch them. Timers of the next
+ * iteration compare against that same reading: dispatch is short by design.
  *
  * Threading: every function here runs on the loop's thread, except rmq_loop_post
  * and rmq_loop_stop which may be called from any thread.
@@ -115,6 +116,11 @@ struct rmq_loop {
     int log_writing;                /* index of the half in flight, or -1 */
     struct rmq_op log_op;
 
+    /* test hook (rmq_loop_inject): rewrite res of the Nth completion of one op */
+    struct rmq_op *inject_op;
+    uint32_t inject_countdown;
+    int32_t inject_res;
+
     char name[32];
 };
 
@@ -170,6 +176,12 @@ rmq_timer_is_armed(const struct rmq_timer *t)
 }
 
 void rmq_loop_defer(struct rmq_loop *l, struct rmq_deferred *d);
+
+/*
+ * Test hook: the nth (1-based) completion of op from now on reaches op->done with
+ * res replaced by res (its flags unchanged). Drives CQE error paths on purpose.
+ */
+void rmq_loop_inject(struct rmq_loop *l, struct rmq_op *op, uint32_t nth, int32_t res);
 
 /*
  * Any thread: queue m for target and wake it. From a loop thread the wake-up is an

@@ -928,6 +928,16 @@ rmq_conn_send_ext(struct rmq_conn *c, const struct rmq_header *h, struct rmq_out
 }
 
 int
+rmq_conn_respond(struct rmq_conn *c, const struct rmq_header *req,
+                 const struct rmq_header *resp, const void *body, uint32_t body_len)
+{
+    if (rmq_header_is_oneway(req)) {
+        return 0;
+    }
+    return rmq_conn_send(c, resp, body, body_len);
+}
+
+int
 rmq_conn_reply(struct rmq_conn *c, const struct rmq_header *req, int32_t code,
                const char *remark, const void *body, uint32_t body_len)
 {

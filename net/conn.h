@@ -197,6 +197,14 @@ int rmq_conn_send_ext(struct rmq_conn *c, const struct rmq_header *h,
                       struct rmq_out_seg **segs, uint32_t seg_count);
 
 /*
+ * Send resp (built with rmq_header_init_response) as the answer to req, unless req
+ * is oneway: then nothing is sent and 0 returned. Handlers answer through this (or
+ * rmq_conn_reply) so that no oneway request is ever answered.
+ */
+int rmq_conn_respond(struct rmq_conn *c, const struct rmq_header *req,
+                     const struct rmq_header *resp, const void *body, uint32_t body_len);
+
+/*
  * Answer req: same opaque and serialization, RESPONSE flag, optional remark and
  * body. A oneway request gets nothing (returns 0).
  */

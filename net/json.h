@@ -22,6 +22,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "net/frame.h"
+
 #define RMQ_JSON_MAX_DEPTH 32
 
 enum rmq_json_dialect {
@@ -56,6 +58,12 @@ void rmq_jw_bool(struct rmq_jw *w, bool v);
 void rmq_jw_null(struct rmq_jw *w);
 /* 0 with the text (owned by w) and its length when everything balanced, else the error. */
 int rmq_jw_finish(struct rmq_jw *w, const char **out, size_t *len);
+
+/*
+ * Dialect for route data answering req (spec/REMOTING.md §10.3): STANDARD when the
+ * client's version is >= V4_9_4 (401) or it sent acceptStandardJsonOnly=true.
+ */
+enum rmq_json_dialect rmq_json_route_dialect(const struct rmq_header *req);
 
 /* Parse either dialect. NULL on a syntax error or allocation failure. Free with cJSON_Delete. */
 cJSON *rmq_json_parse(const char *text, size_t len);

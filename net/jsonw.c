@@ -10,6 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum rmq_json_dialect
+rmq_json_route_dialect(const struct rmq_header *req)
+{
+    bool standard_only = false;
+
+    if (req->version >= RMQ_VERSION_V4_9_4 ||
+        (rmq_header_get_bool(req, "acceptStandardJsonOnly", &standard_only) == 0 &&
+         standard_only)) {
+        return RMQ_JSON_STANDARD;
+    }
+    return RMQ_JSON_FASTJSON;
+}
+
 void
 rmq_jw_init(struct rmq_jw *w, enum rmq_json_dialect dialect)
 {

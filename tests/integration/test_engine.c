@@ -68,7 +68,7 @@ h_echo(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     if (rmq_header_get(&req->h, "seq", &seq)) {
         rmq_header_add_n(&resp, "seq", 3, seq.ptr, seq.len);
     }
-    rmq_conn_send(c, &resp, req->body, req->body_len);
+    rmq_conn_respond(c, &req->h, &resp, req->body, req->body_len);
 }
 
 static void
@@ -675,5 +675,66 @@ Test(engine, peer_that_stops_reading_is_paused_with_bounded_memory, .timeout = 6
     server_stats();
     cr_assert_eq(atomic_load(&S.chunks_free), 512, "tx chunks leaked");
     free(buf);
+    server_stop();
+}
+
+Test(engine, oneway_request_gets_no_response, .timeout = 30)
+{
+    uint8_t wire[512];
+    char hdr[128];
+    size_t n;
+    int hl;
+    int fd;
+
+    server_start();
+    fd = raw_connect();
+    /* oneway request of an unknown code: no answer, not even NOT_SUPPORTED */
+    hl = snprintf(hdr, sizeof(hdr), "{\"code\":777,\"opaque\":1,\"flag\":2}");
+    rmq_put_be32(wire, (uint32_t)(4 + hl));
+    rmq_put_be32(wire + 4, (uint32_t)hl);
+    memcpy(wire + 8, hdr, (size_t)hl);
+    n = (size_t)hl + 8;
+    /* oneway echo: also no answer */
+    hl = snprintf(hdr, sizeof(hdr), "{\"code\":%d,\"opaque\":2,\"flag\":2}", CODE_ECHO);
+    rmq_put_be32(wire + n, (uint32_t)(4 + hl));
+    rmq_put_be32(wire + n + 4, (uint32_t)hl);
+    memcpy(wire + n + 8, hdr, (size_t)hl);
+    n += (size_t)hl + 8;
+    n += json_request(wire + n, CODE_ECHO, 3);
+    cr_assert_eq(write(fd, wire, n), (ssize_t)n);
+    n = (size_t)read(fd, wire, sizeof(wire));
+    cr_assert_gt(n, 8);
+    /* the first and only response is the one for opaque 3 */
+    cr_assert_eq(rmq_get_be32(wire), n - 4, "more than one response arrived");
+    cr_assert(memmem(wire, n, "\"opaque\":3", 10) != NULL);
+    close(fd);
+    server_stop();
+}
+
+Test(engine, injected_send_and_recv_errors_close_cleanly_and_reconnect, .timeout = 30)
+{
+    struct one_call oc;
+
+    server_start();
+    nclients_used = 1;
+    client_setup(1, RMQ_SER_JSON);
+    cr_assert(run_until(all_connected, 5000));
+    /* the next send completes with EPIPE: the call fails, the connection is rebuilt */
+    rmq_loop_inject(&C.loop, &C.cl[0].conn.send_op, 1, -EPIPE);
+    call_once(0, CODE_ECHO, 2000, &oc);
+    cr_assert_eq(oc.err, -ECONNRESET);
+    cr_assert(run_until(all_connected, 5000));
+    call_once(0, CODE_ECHO, 2000, &oc);
+    cr_assert_eq(oc.err, 0);
+    /* the next receive completion reports a reset instead of the answer */
+    rmq_loop_inject(&C.loop, &C.cl[0].conn.recv_op, 1, -ECONNRESET);
+    call_once(0, CODE_ECHO, 2000, &oc);
+    cr_assert_eq(oc.err, -ECONNRESET);
+    cr_assert(run_until(all_connected, 5000));
+    call_once(0, CODE_ECHO, 2000, &oc);
+    cr_assert_eq(oc.err, 0);
+    cr_assert_eq(C.cl[0].stats.connects, 3);
+    client_teardown();
+    wait_live_conns(0);
     server_stop();
 }

@@ -266,3 +266,19 @@ Test(json_reader, round_trip_through_the_writer)
         rmq_jw_fini(&w);
     }
 }
+
+Test(json_writer, route_dialect_follows_version_and_flag)
+{
+    struct rmq_header h;
+
+    rmq_header_init(&h, 105, RMQ_SER_JSON);
+    h.version = 121;                                /* ali-ons */
+    cr_assert_eq(rmq_json_route_dialect(&h), RMQ_JSON_FASTJSON);
+    h.version = 333;                                /* rocketmq-client-cpp 2.x */
+    cr_assert_eq(rmq_json_route_dialect(&h), RMQ_JSON_FASTJSON);
+    h.version = 401;
+    cr_assert_eq(rmq_json_route_dialect(&h), RMQ_JSON_STANDARD);
+    h.version = 121;
+    rmq_header_add(&h, "acceptStandardJsonOnly", "true");
+    cr_assert_eq(rmq_json_route_dialect(&h), RMQ_JSON_STANDARD);
+}
