@@ -11,8 +11,7 @@
 
 #include "core/be.h"
 #include "net/codes.h"
-
-int rmq__text_to_i64(struct rmq_str s, int64_t *out);
+#include "net/frame_int.h"
 
 #define DEFAULT_MAX_HEADER (128u << 10)
 

@@ -136,9 +136,4 @@ rmq_str_eq(struct rmq_str s, const char *c)
     return c[i] == '\0';
 }
 
-/* JSON header internals shared with the fuzz target and tests (json_hdr.c). */
-int rmq__json_header_decode(uint8_t *p, size_t len, struct rmq_header *h);
-ssize_t rmq__json_header_len(const struct rmq_header *h);
-size_t rmq__json_header_write(const struct rmq_header *h, uint8_t *out);
-
 #endif

@@ -12,7 +12,7 @@
  * absent), numeric strings for the top-level integers (fastjson coerces them),
  * remark absent/null/"", \uXXXX escapes incl. surrogate pairs, trailing whitespace.
  */
-#include "net/frame.h"
+#include "net/frame_int.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -645,9 +645,6 @@ rmq__json_header_write(const struct rmq_header *h, uint8_t *out)
     *w++ = '}';
     return (size_t)(w - out);
 }
-
-/* Shared with frame.c for extFields accessors. */
-int rmq__text_to_i64(struct rmq_str s, int64_t *out);
 
 int
 rmq__text_to_i64(struct rmq_str s, int64_t *out)

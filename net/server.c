@@ -18,6 +18,8 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#define ACCEPT_RETRY_MS 100
+
 static void accept_done(struct rmq_op *op, int32_t res, uint32_t flags);
 static void refuse_done(struct rmq_op *op, int32_t res, uint32_t flags);
 static void conn_frame(struct rmq_conn *c, struct rmq_frame *f, const struct rmq_bufref *ref);
@@ -132,6 +134,16 @@ refuse_done(struct rmq_op *op, int32_t res, uint32_t flags)
 }
 
 static void
+accept_retry_fire(struct rmq_timer *t)
+{
+    struct rmq_server *srv = rmq_container_of(t, struct rmq_server, accept_retry);
+
+    if (!srv->accepting && !srv->stopping) {
+        accept_arm(srv);
+    }
+}
+
+static void
 accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
 {
     struct rmq_server *srv = rmq_container_of(op, struct rmq_server, accept_op);
@@ -149,9 +161,14 @@ accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
             check_stopped(srv);
             return;
         }
-        /* EMFILE/ENFILE/ENOMEM: keep serving existing connections, retry next time. */
-        RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "net: accept failed port=%u err=%s", srv->port,
-                   strerror(-res));
+        /* EMFILE/ENFILE/ENOMEM: keep serving existing connections, retry shortly. */
+        RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "net: accept failed port=%u err=%s, retrying in %dms",
+                   srv->port, strerror(-res), ACCEPT_RETRY_MS);
+        if (!srv->accepting) {
+            rmq_timer_arm(srv->nl->loop, &srv->accept_retry, ACCEPT_RETRY_MS * 1000000ull,
+                          accept_retry_fire);
+        }
+        return;
     } else if (srv->stopping) {
         close(res);
     } else if (srv->free_conn == NULL || srv->refuse_op.in_flight) {
@@ -227,6 +244,7 @@ rmq_server_stop(struct rmq_server *srv)
         return;
     }
     srv->stopping = true;
+    rmq_timer_cancel(srv->nl->loop, &srv->accept_retry);
     if (srv->accepting) {
         rmq_loop_cancel(srv->nl->loop, &srv->accept_op);
     } else if (srv->listen_fd >= 0) {

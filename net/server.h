@@ -41,6 +41,7 @@ struct rmq_server {
     bool stopping;
     struct rmq_op accept_op;
     struct rmq_op refuse_op;        /* closes sockets we cannot take */
+    struct rmq_timer accept_retry;  /* accept failed (EMFILE...): retry later, no spin */
     struct rmq_conn *conns;         /* owned: max_conns entries */
     uint32_t max_conns;
     uint32_t live_conns;
