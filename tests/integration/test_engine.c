@@ -738,3 +738,48 @@ Test(engine, injected_send_and_recv_errors_close_cleanly_and_reconnect, .timeout
     wait_live_conns(0);
     server_stop();
 }
+
+Test(engine, frames_split_at_every_byte_and_many_per_recv, .timeout = 60)
+{
+    static uint8_t wire[64 * 1024];
+    static uint8_t in[256 * 1024];
+    size_t n = 0;
+    size_t got = 0;
+    size_t frames = 0;
+    int fd;
+
+    server_start();
+    fd = raw_connect();
+    /* one frame a byte at a time, with pauses so each byte is its own recv */
+    n = json_request(wire, CODE_ECHO, 1);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(write(fd, wire + i, 1), 1);
+        usleep(500);
+    }
+    /* then 300 frames in one write: many frames per recv, and splits at buffer ends */
+    n = 0;
+    for (int k = 0; k < 300; k++) {
+        n += json_request(wire + n, CODE_ECHO, 2 + k);
+    }
+    cr_assert_eq(write(fd, wire, n), (ssize_t)n);
+    while (frames < 301) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t r;
+        size_t off = 0;
+
+        cr_assert_eq(poll(&p, 1, 5000), 1, "only %zu answers", frames);
+        r = read(fd, in + got, sizeof(in) - got);
+        cr_assert_gt(r, 0);
+        got += (size_t)r;
+        /* count whole frames and keep the partial tail */
+        while (got - off >= 4 && got - off >= 4 + rmq_get_be32(in + off)) {
+            off += 4 + rmq_get_be32(in + off);
+            frames++;
+        }
+        memmove(in, in + off, got - off);
+        got -= off;
+    }
+    cr_assert_eq(frames, 301);
+    close(fd);
+    server_stop();
+}
