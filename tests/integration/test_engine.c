@@ -51,6 +51,8 @@ static struct {
     _Atomic uint64_t proto_errors;
     _Atomic int callback_answer;
     _Atomic uint32_t chunks_free;
+    _Atomic uint64_t recv_nobufs;
+    _Atomic uint32_t bufs_in_ring;
     uint16_t port;
 } S;
 
@@ -119,6 +121,84 @@ h_callback(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *r
     rmq_conn_reply(c, &req->h, RMQ_RESP_SUCCESS, NULL, NULL, 0);
 }
 
+/* Holds receive buffers past the callback, answers later from a timer (see test). */
+#define CODE_HOLD 33
+#define HOLD_MAX 2048
+
+struct held {
+    struct rmq_bufref ref;
+    struct rmq_conn_handle conn;
+    const uint8_t *body;
+    uint32_t body_len;
+    int32_t opaque;
+    uint8_t serialize;
+};
+
+static struct held held[HOLD_MAX];
+static int held_count;
+static struct rmq_timer hold_timer;
+
+static bool
+body_intact(const uint8_t *b, uint32_t len)
+{
+    uint32_t seq = len >= 4 ? rmq_get_be32(b) : 0;
+
+    for (uint32_t i = 4; i < len; i++) {
+        if (b[i] != (uint8_t)(seq * 31 + i)) {
+            return false;
+        }
+    }
+    return len >= 4;
+}
+
+static void
+hold_release_all(struct rmq_timer *t)
+{
+    (void)t;
+    for (int i = 0; i < held_count; i++) {
+        struct held *hd = &held[i];
+        struct rmq_conn *c = rmq_conn_from_handle(hd->conn);
+        struct rmq_header resp;
+
+        if (c != NULL) {
+            rmq_header_init(&resp, body_intact(hd->body, hd->body_len) ? RMQ_RESP_SUCCESS
+                                                                       : RMQ_RESP_SYSTEM_ERROR,
+                            (enum rmq_serialize)hd->serialize);
+            resp.opaque = hd->opaque;
+            resp.flag = RMQ_FLAG_RESPONSE;
+            rmq_conn_send(c, &resp, NULL, 0);
+        }
+        rmq_bufref_release(&hd->ref);
+    }
+    held_count = 0;
+}
+
+static void
+h_hold(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, void *ctx)
+{
+    struct held *hd;
+
+    (void)ctx;
+    if (held_count == HOLD_MAX || rmq_bufref_acquire(ref) < 0) {
+        /* assembled across buffers (or full): nothing to hold, answer now */
+        rmq_conn_reply(c, &req->h,
+                       body_intact(req->body, req->body_len) ? RMQ_RESP_SUCCESS
+                                                             : RMQ_RESP_SYSTEM_ERROR,
+                       NULL, NULL, 0);
+        return;
+    }
+    hd = &held[held_count++];
+    hd->ref = *ref;
+    hd->conn = rmq_conn_handle(c);
+    hd->body = req->body;
+    hd->body_len = req->body_len;
+    hd->opaque = req->h.opaque;
+    hd->serialize = req->h.serialize;
+    if (!rmq_timer_is_armed(&hold_timer)) {
+        rmq_timer_arm(&S.loop, &hold_timer, 100 * 1000000ull, hold_release_all);
+    }
+}
+
 static void
 on_server_response(struct rmq_conn *c, struct rmq_frame *resp, const struct rmq_bufref *ref,
                    void *ctx)
@@ -154,6 +234,8 @@ stats_fn(struct rmq_loop_msg *m)
     atomic_store(&S.pauses, S.nl.stats.pauses);
     atomic_store(&S.proto_errors, S.nl.stats.proto_errors);
     atomic_store(&S.chunks_free, S.nl.chunks_free);
+    atomic_store(&S.recv_nobufs, S.nl.stats.recv_nobufs);
+    atomic_store(&S.bufs_in_ring, S.nl.bufs.in_ring);
 }
 
 static void *
@@ -180,6 +262,7 @@ server_main(void *arg)
     rmq_server_handle(&S.srv, CODE_NOREPLY, h_noreply, NULL);
     rmq_server_handle(&S.srv, CODE_CLOSEME, h_closeme, NULL);
     rmq_server_handle(&S.srv, CODE_CALLBACK, h_callback, NULL);
+    rmq_server_handle(&S.srv, CODE_HOLD, h_hold, NULL);
     rmq_server_on_response(&S.srv, on_server_response, NULL);
     S.port = S.srv.port;
     pthread_barrier_wait(&S.ready);
@@ -781,5 +864,87 @@ Test(engine, frames_split_at_every_byte_and_many_per_recv, .timeout = 60)
     }
     cr_assert_eq(frames, 301);
     close(fd);
+    server_stop();
+}
+
+Test(engine, held_receive_buffers_are_not_reused_and_an_empty_ring_is_backpressure,
+     .timeout = 60)
+{
+    enum { NFRAMES = 1200, BODYLEN = 6000 };
+    static uint8_t frame[BODYLEN + 128];
+    static uint8_t in[1 << 16];
+    size_t got = 0;
+    int answers = 0;
+    int ok = 0;
+    int fd;
+
+    server_start();
+    fd = raw_connect();
+    /* 1200 frames of 6000 bytes: ~7 MiB, far more than the server's 256 x 16 KiB ring,
+     * each held by the server until a timer answers a batch */
+    for (int k = 0; k < NFRAMES; k++) {
+        char hdr[96];
+        int hl = snprintf(hdr, sizeof(hdr), "{\"code\":%d,\"opaque\":%d,\"flag\":0}",
+                          CODE_HOLD, k + 1);
+        uint8_t *b = frame + 8 + hl;
+
+        rmq_put_be32(frame, (uint32_t)(4 + hl + BODYLEN));
+        rmq_put_be32(frame + 4, (uint32_t)hl);
+        memcpy(frame + 8, hdr, (size_t)hl);
+        rmq_put_be32(b, (uint32_t)k);
+        for (uint32_t i = 4; i < BODYLEN; i++) {
+            b[i] = (uint8_t)((uint32_t)k * 31 + i);
+        }
+        for (size_t off = 0, n = 8 + (size_t)hl + BODYLEN; off < n;) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT | POLLIN};
+            ssize_t w;
+
+            cr_assert_eq(poll(&p, 1, 5000), 1);
+            if (p.revents & POLLIN) {       /* drain answers so the server never stalls on us */
+                ssize_t r = read(fd, in + got, sizeof(in) - got);
+                size_t o = 0;
+
+                cr_assert_gt(r, 0);
+                got += (size_t)r;
+                while (got - o >= 4 && got - o >= 4 + rmq_get_be32(in + o)) {
+                    answers++;
+                    ok += memmem(in + o, 4 + rmq_get_be32(in + o), "\"code\":0,", 9) != NULL;
+                    o += 4 + rmq_get_be32(in + o);
+                }
+                memmove(in, in + o, got - o);
+                got -= o;
+            }
+            if (p.revents & POLLOUT) {
+                w = write(fd, frame + off, n - off);
+                cr_assert_gt(w, 0);
+                off += (size_t)w;
+            }
+        }
+    }
+    while (answers < NFRAMES) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t r;
+        size_t o = 0;
+
+        cr_assert_eq(poll(&p, 1, 5000), 1, "only %d answers", answers);
+        r = read(fd, in + got, sizeof(in) - got);
+        cr_assert_gt(r, 0);
+        got += (size_t)r;
+        while (got - o >= 4 && got - o >= 4 + rmq_get_be32(in + o)) {
+            answers++;
+            ok += memmem(in + o, 4 + rmq_get_be32(in + o), "\"code\":0,", 9) != NULL;
+            o += 4 + rmq_get_be32(in + o);
+        }
+        memmove(in, in + o, got - o);
+        got -= o;
+    }
+    cr_assert_eq(answers, NFRAMES);
+    cr_assert_eq(ok, NFRAMES, "%d bodies changed while their buffer was held", NFRAMES - ok);
+    server_stats();
+    cr_assert_gt(atomic_load(&S.recv_nobufs), 0, "the ring never ran dry");
+    close(fd);
+    wait_live_conns(0);
+    server_stats();
+    cr_assert_eq(atomic_load(&S.bufs_in_ring), 256, "receive buffers leaked");
     server_stop();
 }
