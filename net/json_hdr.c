@@ -242,6 +242,38 @@ text_to_i64(struct rmq_str s, int64_t *out)
     return 0;
 }
 
+/* An object member's key and its colon: "key" ws : */
+static int
+parse_member_key(struct jp *j, struct rmq_str *key)
+{
+    int ret;
+
+    skip_ws(j);
+    if ((ret = parse_string(j, key)) < 0) {
+        return ret;
+    }
+    skip_ws(j);
+    if (j->p >= j->end || *j->p++ != ':') {
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* After a member or element: 1 when a ',' says another follows, 0 at close, or -EPROTO. */
+static int
+next_or_close(struct jp *j, uint8_t close)
+{
+    skip_ws(j);
+    if (j->p >= j->end) {
+        return -EPROTO;
+    }
+    if (*j->p == ',') {
+        j->p++;
+        return 1;
+    }
+    return *j->p++ == close ? 0 : -EPROTO;
+}
+
 static int
 skip_value(struct jp *j, int depth)
 {
@@ -270,33 +302,15 @@ skip_value(struct jp *j, int depth)
             j->p++;
             return 0;
         }
-        for (;;) {
-            if (obj) {
-                skip_ws(j);
-                if ((ret = parse_string(j, &s)) < 0) {
-                    return ret;
-                }
-                skip_ws(j);
-                if (j->p >= j->end || *j->p++ != ':') {
-                    return -EPROTO;
-                }
+        do {
+            if (obj && (ret = parse_member_key(j, &s)) < 0) {
+                return ret;
             }
             if ((ret = skip_value(j, depth + 1)) < 0) {
                 return ret;
             }
-            skip_ws(j);
-            if (j->p >= j->end) {
-                return -EPROTO;
-            }
-            if (*j->p == ',') {
-                j->p++;
-                continue;
-            }
-            if (*j->p++ != close) {
-                return -EPROTO;
-            }
-            return 0;
-        }
+        } while ((ret = next_or_close(j, close)) == 1);
+        return ret;
     }
     case 't':
         return match_word(j, "true") ? 0 : -EPROTO;
@@ -355,13 +369,8 @@ parse_ext_fields(struct jp *j, struct rmq_header *h)
         bool is_int;
         bool present = true;
 
-        skip_ws(j);
-        if ((ret = parse_string(j, &key)) < 0) {
+        if ((ret = parse_member_key(j, &key)) < 0) {
             return ret;
-        }
-        skip_ws(j);
-        if (j->p >= j->end || *j->p++ != ':') {
-            return -EPROTO;
         }
         skip_ws(j);
         if (j->p >= j->end) {
@@ -393,18 +402,9 @@ parse_ext_fields(struct jp *j, struct rmq_header *h)
             h->ext[h->ext_count].val = val;
             h->ext_count++;
         }
-        skip_ws(j);
-        if (j->p >= j->end) {
-            return -EPROTO;
+        if ((ret = next_or_close(j, '}')) != 1) {
+            return ret;
         }
-        if (*j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (*j->p++ != '}') {
-            return -EPROTO;
-        }
-        return 0;
     }
 }
 
@@ -435,13 +435,8 @@ rmq__json_header_decode(uint8_t *p, size_t len, struct rmq_header *h)
     for (;;) {
         struct rmq_str key;
 
-        skip_ws(&j);
-        if ((ret = parse_string(&j, &key)) < 0) {
+        if ((ret = parse_member_key(&j, &key)) < 0) {
             return ret;
-        }
-        skip_ws(&j);
-        if (j.p >= j.end || *j.p++ != ':') {
-            return -EPROTO;
         }
         if (rmq_str_eq(key, "code")) {
             ret = parse_i32_field(&j, &h->code);
@@ -478,21 +473,12 @@ rmq__json_header_decode(uint8_t *p, size_t len, struct rmq_header *h)
         } else {
             ret = skip_value(&j, 0);
         }
-        if (ret < 0) {
+        if (ret < 0 || (ret = next_or_close(&j, '}')) < 0) {
             return ret;
         }
-        skip_ws(&j);
-        if (j.p >= j.end) {
-            return -EPROTO;
+        if (ret == 0) {
+            break;
         }
-        if (*j.p == ',') {
-            j.p++;
-            continue;
-        }
-        if (*j.p++ != '}') {
-            return -EPROTO;
-        }
-        break;
     }
     skip_ws(&j);
     if (j.p != j.end || !have_code) {

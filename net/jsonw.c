@@ -210,20 +210,29 @@ put_escaped(struct rmq_jw *w, const char *s, size_t len)
     putc_(w, '"');
 }
 
-void
-rmq_jw_key(struct rmq_jw *w, const char *key)
+/* Before a key: only inside an object, after a complete member or at its start. */
+static bool
+before_key(struct rmq_jw *w)
 {
     if (w->depth == 0 || !w->is_obj[w->depth - 1] || w->after_key) {
         w->err = w->err ? w->err : -EINVAL;
-        return;
+        return false;
     }
     if (!w->first[w->depth - 1]) {
         putc_(w, ',');
     }
     w->first[w->depth - 1] = 0;
-    put_escaped(w, key, strlen(key));
-    putc_(w, ':');
-    w->after_key = true;
+    return true;
+}
+
+void
+rmq_jw_key(struct rmq_jw *w, const char *key)
+{
+    if (before_key(w)) {
+        put_escaped(w, key, strlen(key));
+        putc_(w, ':');
+        w->after_key = true;
+    }
 }
 
 void
@@ -234,19 +243,11 @@ rmq_jw_key_i64(struct rmq_jw *w, int64_t key)
 
     if (w->dialect == RMQ_JSON_STANDARD) {
         rmq_jw_key(w, num);
-        return;
+    } else if (before_key(w)) {
+        put(w, num, (size_t)n);
+        putc_(w, ':');
+        w->after_key = true;
     }
-    if (w->depth == 0 || !w->is_obj[w->depth - 1] || w->after_key) {
-        w->err = w->err ? w->err : -EINVAL;
-        return;
-    }
-    if (!w->first[w->depth - 1]) {
-        putc_(w, ',');
-    }
-    w->first[w->depth - 1] = 0;
-    put(w, num, (size_t)n);
-    putc_(w, ':');
-    w->after_key = true;
 }
 
 void

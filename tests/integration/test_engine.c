@@ -518,14 +518,21 @@ call_once(int ci, int code, uint32_t timeout_ms, struct one_call *oc)
     cr_assert(run_until(call_finished, 10000));
 }
 
-Test(engine, unknown_code_answered_not_supported_and_connection_kept, .timeout = 30)
+/* Server thread plus one connected client on this thread. */
+static void
+one_client_up(void)
 {
-    struct one_call oc;
-
     server_start();
     nclients_used = 1;
     client_setup(1, RMQ_SER_JSON);
     cr_assert(run_until(all_connected, 5000));
+}
+
+Test(engine, unknown_code_answered_not_supported_and_connection_kept, .timeout = 30)
+{
+    struct one_call oc;
+
+    one_client_up();
     call_once(0, 777, 2000, &oc);
     cr_assert_eq(oc.err, 0);
     cr_assert_eq(oc.code, RMQ_RESP_REQUEST_CODE_NOT_SUPPORTED);
@@ -542,10 +549,7 @@ Test(engine, timeout_then_late_nothing_and_reconnect_after_server_close, .timeou
 {
     struct one_call oc;
 
-    server_start();
-    nclients_used = 1;
-    client_setup(1, RMQ_SER_JSON);
-    cr_assert(run_until(all_connected, 5000));
+    one_client_up();
     call_once(0, CODE_NOREPLY, 100, &oc);
     cr_assert_eq(oc.err, -ETIMEDOUT);
     cr_assert_eq(C.cl[0].stats.timeouts, 1);
@@ -584,11 +588,8 @@ Test(engine, server_initiated_request_reaches_client_handler, .timeout = 30)
 {
     struct one_call oc;
 
-    server_start();
-    nclients_used = 1;
-    client_setup(1, RMQ_SER_JSON);
+    one_client_up();
     C.cl[0].on_request = client_on_request;
-    cr_assert(run_until(all_connected, 5000));
     call_once(0, CODE_CALLBACK, 2000, &oc);
     cr_assert_eq(oc.err, 0);
     cr_assert_eq(client_requests_seen, 1);
@@ -761,6 +762,44 @@ Test(engine, peer_that_stops_reading_is_paused_with_bounded_memory, .timeout = 6
     server_stop();
 }
 
+/*
+ * Consume the whole frames at the start of in[0..*got), keep the partial tail at the
+ * front; returns how many were consumed and adds those answering SUCCESS to *ok.
+ */
+static int
+take_frames(uint8_t *in, size_t *got, int *ok)
+{
+    size_t o = 0;
+    int n = 0;
+
+    while (*got - o >= 4 && *got - o >= 4 + rmq_get_be32(in + o)) {
+        uint32_t len = 4 + rmq_get_be32(in + o);
+
+        if (ok != NULL) {
+            *ok += memmem(in + o, len, "\"code\":0,", 9) != NULL;
+        }
+        o += len;
+        n++;
+    }
+    memmove(in, in + o, *got - o);
+    *got -= o;
+    return n;
+}
+
+/* Read what is there (waiting up to 5 s) and consume whole frames. */
+static int
+read_frames(int fd, uint8_t *in, size_t cap, size_t *got, int *ok)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t r;
+
+    cr_assert_eq(poll(&p, 1, 5000), 1, "no answer within 5 s");
+    r = read(fd, in + *got, cap - *got);
+    cr_assert_gt(r, 0);
+    *got += (size_t)r;
+    return take_frames(in, got, ok);
+}
+
 Test(engine, oneway_request_gets_no_response, .timeout = 30)
 {
     uint8_t wire[512];
@@ -798,10 +837,7 @@ Test(engine, injected_send_and_recv_errors_close_cleanly_and_reconnect, .timeout
 {
     struct one_call oc;
 
-    server_start();
-    nclients_used = 1;
-    client_setup(1, RMQ_SER_JSON);
-    cr_assert(run_until(all_connected, 5000));
+    one_client_up();
     /* the next send completes with EPIPE: the call fails, the connection is rebuilt */
     rmq_loop_inject(&C.loop, &C.cl[0].conn.send_op, 1, -EPIPE);
     call_once(0, CODE_ECHO, 2000, &oc);
@@ -846,21 +882,7 @@ Test(engine, frames_split_at_every_byte_and_many_per_recv, .timeout = 60)
     }
     cr_assert_eq(write(fd, wire, n), (ssize_t)n);
     while (frames < 301) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        ssize_t r;
-        size_t off = 0;
-
-        cr_assert_eq(poll(&p, 1, 5000), 1, "only %zu answers", frames);
-        r = read(fd, in + got, sizeof(in) - got);
-        cr_assert_gt(r, 0);
-        got += (size_t)r;
-        /* count whole frames and keep the partial tail */
-        while (got - off >= 4 && got - off >= 4 + rmq_get_be32(in + off)) {
-            off += 4 + rmq_get_be32(in + off);
-            frames++;
-        }
-        memmove(in, in + off, got - off);
-        got -= off;
+        frames += (size_t)read_frames(fd, in, sizeof(in), &got, NULL);
     }
     cr_assert_eq(frames, 301);
     close(fd);
@@ -901,18 +923,7 @@ Test(engine, held_receive_buffers_are_not_reused_and_an_empty_ring_is_backpressu
 
             cr_assert_eq(poll(&p, 1, 5000), 1);
             if (p.revents & POLLIN) {       /* drain answers so the server never stalls on us */
-                ssize_t r = read(fd, in + got, sizeof(in) - got);
-                size_t o = 0;
-
-                cr_assert_gt(r, 0);
-                got += (size_t)r;
-                while (got - o >= 4 && got - o >= 4 + rmq_get_be32(in + o)) {
-                    answers++;
-                    ok += memmem(in + o, 4 + rmq_get_be32(in + o), "\"code\":0,", 9) != NULL;
-                    o += 4 + rmq_get_be32(in + o);
-                }
-                memmove(in, in + o, got - o);
-                got -= o;
+                answers += read_frames(fd, in, sizeof(in), &got, &ok);
             }
             if (p.revents & POLLOUT) {
                 w = write(fd, frame + off, n - off);
@@ -922,21 +933,7 @@ Test(engine, held_receive_buffers_are_not_reused_and_an_empty_ring_is_backpressu
         }
     }
     while (answers < NFRAMES) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        ssize_t r;
-        size_t o = 0;
-
-        cr_assert_eq(poll(&p, 1, 5000), 1, "only %d answers", answers);
-        r = read(fd, in + got, sizeof(in) - got);
-        cr_assert_gt(r, 0);
-        got += (size_t)r;
-        while (got - o >= 4 && got - o >= 4 + rmq_get_be32(in + o)) {
-            answers++;
-            ok += memmem(in + o, 4 + rmq_get_be32(in + o), "\"code\":0,", 9) != NULL;
-            o += 4 + rmq_get_be32(in + o);
-        }
-        memmove(in, in + o, got - o);
-        got -= o;
+        answers += read_frames(fd, in, sizeof(in), &got, &ok);
     }
     cr_assert_eq(answers, NFRAMES);
     cr_assert_eq(ok, NFRAMES, "%d bodies changed while their buffer was held", NFRAMES - ok);
