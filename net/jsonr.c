@@ -1,16 +1,32 @@
 /*
  * Lenient JSON body reader; see json.h. fastjson writes integer map keys without
  * quotes ({0:"addr"}), which strict parsers reject, so the text is first copied
- * with such keys quoted, then handed to cJSON.
+ * with such keys quoted, then handed to cJSON. The copy tracks only what it must:
+ * string boundaries (escapes included, so nothing inside a string is touched) and
+ * whether the innermost container is an object, which tells a key position (after
+ * '{' or an object's ',') from a value. Everything else is cJSON's job to validate.
+ * Integer strings go through strtoll, not a double, so 64-bit values stay exact.
  */
 #include "net/json.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* Length of an optionally negative decimal integer at s, 0 when there is none. */
+static size_t
+int_len(const char *s, size_t len)
+{
+    size_t i = len > 0 && s[0] == '-' ? 1 : 0;
+    size_t start = i;
+
+    while (i < len && isdigit((unsigned char)s[i])) {
+        i++;
+    }
+    return i > start ? i : 0;
+}
 
 /* Copy text, quoting bare (optionally negative) integer keys in key position. */
 static char *
@@ -22,6 +38,7 @@ quote_numeric_keys(const char *s, size_t len, size_t *out_len)
     int depth = 0;
     bool key_pos = false;
     size_t o = 0;
+    size_t k;
 
     if (out == NULL) {
         return NULL;
@@ -44,32 +61,27 @@ quote_numeric_keys(const char *s, size_t len, size_t *out_len)
             key_pos = false;
             continue;
         }
-        if (key_pos && (c == '-' || isdigit((unsigned char)c))) {
-            size_t j = i + 1;
-
-            while (j < len && isdigit((unsigned char)s[j])) {
-                j++;
-            }
+        if (key_pos && (k = int_len(s + i, len - i)) > 0) {
             out[o++] = '"';
-            memcpy(out + o, s + i, j - i);
-            o += j - i;
+            memcpy(out + o, s + i, k);
+            o += k;
             out[o++] = '"';
-            i = j - 1;
+            i += k - 1;
             key_pos = false;
             continue;
         }
         if (c == '{' || c == '[') {
-            if (depth < (int)(sizeof(obj_stack) / sizeof(obj_stack[0]))) {
-                obj_stack[depth] = c == '{';
+            if (depth == (int)(sizeof(obj_stack) / sizeof(obj_stack[0]))) {
+                free(out);                  /* no RocketMQ body nests this deep */
+                return NULL;
             }
-            depth++;
+            obj_stack[depth++] = c == '{';
             key_pos = c == '{';
         } else if (c == '}' || c == ']') {
             depth = depth > 0 ? depth - 1 : 0;
             key_pos = false;
         } else if (c == ',') {
-            key_pos = depth > 0 && depth <= (int)(sizeof(obj_stack) / sizeof(obj_stack[0])) &&
-                      obj_stack[depth - 1];
+            key_pos = depth > 0 && obj_stack[depth - 1];
         } else if (!isspace((unsigned char)c)) {
             key_pos = false;
         }
@@ -85,6 +97,7 @@ rmq_json_parse(const char *text, size_t len)
 {
     size_t n;
     char *norm;
+    const char *end = NULL;
     cJSON *root;
 
     while (len > 0 && (text[len - 1] == '\0' || isspace((unsigned char)text[len - 1]))) {
@@ -97,7 +110,16 @@ rmq_json_parse(const char *text, size_t len)
     if (norm == NULL) {
         return NULL;
     }
-    root = cJSON_ParseWithLength(norm, n);
+    /*
+     * Length n + 1 takes in the NUL so cJSON's null-terminated check can run; the end
+     * check then rejects anything after the value (plain cJSON_ParseWithLength
+     * ignores trailing garbage such as {"a":1}xyz).
+     */
+    root = cJSON_ParseWithLengthOpts(norm, n + 1, &end, true);
+    if (root != NULL && end != norm + n) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
     free(norm);
     return root;
 }
@@ -108,7 +130,8 @@ str_to_i64(const char *s, int64_t *out)
     char *end;
     long long v;
 
-    if (s == NULL || *s == '\0') {
+    /* strtoll alone would also take leading blanks and "+" */
+    if (s == NULL || !(isdigit((unsigned char)s[0]) || s[0] == '-')) {
         return false;
     }
     errno = 0;
@@ -129,7 +152,8 @@ rmq_json_get_i64(const cJSON *obj, const char *name, int64_t def)
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
 
-        if (d != floor(d) || d < -9.2e18 || d > 9.2e18) {
+        /* range first: converting an out-of-range double is undefined (NaN fails too) */
+        if (!(d >= -9.2e18 && d <= 9.2e18) || (double)(int64_t)d != d) {
             return def;
         }
         return (int64_t)d;

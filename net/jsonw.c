@@ -1,6 +1,13 @@
 /*
  * JSON body writer in the two dialects the reference emits; see json.h. Control
  * plane only: it grows one heap buffer, never on a message path.
+ *
+ * Strings: '"', '\\' and control characters are escaped (\n \r \t \b \f short, the
+ * rest \u00XX, as fastjson does). FASTJSON passes other bytes through; STANDARD
+ * escapes every non-ASCII code point, and a byte that is not well-formed UTF-8 becomes
+ * \ufffd there, so the standard output is always pure ASCII that any parser accepts.
+ * State: first[d] says no element is written yet at depth d, after_key that the next
+ * call must be a value; the first misuse or allocation failure sticks in err.
  */
 #include "net/json.h"
 
@@ -142,21 +149,76 @@ rmq_jw_arr_end(struct rmq_jw *w)
     close_container(w, false);
 }
 
+/*
+ * One UTF-8 sequence at p: its length and code point. A byte that does not start a
+ * well-formed sequence (stray continuation, overlong form, surrogate, above U+10FFFF,
+ * truncated) counts as one byte of U+FFFD, so the output is always valid JSON.
+ */
+static size_t
+utf8_decode(const unsigned char *p, size_t avail, uint32_t *cp)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t v;
+    uint32_t min;
+
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        v = c & 0x1F;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        v = c & 0x0F;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        v = c & 0x07;
+        min = 0x10000;
+    } else {
+        goto invalid;
+    }
+    if (n > avail) {
+        goto invalid;
+    }
+    for (size_t k = 1; k < n; k++) {
+        if ((p[k] & 0xC0) != 0x80) {
+            goto invalid;
+        }
+        v = v << 6 | (p[k] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        goto invalid;
+    }
+    *cp = v;
+    return n;
+invalid:
+    *cp = 0xFFFD;
+    return 1;
+}
+
+static void
+put_u_escape(struct rmq_jw *w, uint32_t unit)
+{
+    static const char hex[] = "0123456789abcdef";
+    char esc[6] = {'\\', 'u', hex[unit >> 12 & 15], hex[unit >> 8 & 15], hex[unit >> 4 & 15],
+                   hex[unit & 15]};
+
+    put(w, esc, sizeof(esc));
+}
+
 static void
 put_escaped(struct rmq_jw *w, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
 
     putc_(w, '"');
     while (i < len) {
         unsigned char c = p[i];
-        char esc[12];
 
         if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
+            char esc[2] = {'\\', (char)c};
+
             put(w, esc, 2);
             i++;
         } else if (c < 0x20) {
@@ -166,43 +228,24 @@ put_escaped(struct rmq_jw *w, const char *s, size_t len)
             if (short_form != NULL) {
                 put(w, short_form, 2);
             } else {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                put(w, esc, 6);
+                put_u_escape(w, c);
             }
             i++;
         } else if (c < 0x80 || w->dialect == RMQ_JSON_FASTJSON) {
             putc_(w, (char)c);
             i++;
         } else {
-            /* STANDARD: decode one UTF-8 sequence, write it as \uXXXX (pairs above BMP). */
-            uint32_t cp = 0xFFFD;
-            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            bool ok = n > 1 && i + n <= len;
+            /* STANDARD: one UTF-8 sequence as \uXXXX (a surrogate pair above the BMP). */
+            uint32_t cp;
+            size_t n = utf8_decode(p + i, len - i, &cp);
 
-            for (size_t k = 1; ok && k < n; k++) {
-                ok = (p[i + k] & 0xC0) == 0x80;
-            }
-            if (ok) {
-                cp = n == 2 ? (uint32_t)(c & 0x1F) : n == 3 ? (uint32_t)(c & 0x0F)
-                                                            : (uint32_t)(c & 0x07);
-                for (size_t k = 1; k < n; k++) {
-                    cp = cp << 6 | (p[i + k] & 0x3F);
-                }
-            } else {
-                n = 1;
-            }
             if (cp >= 0x10000) {
                 uint32_t v = cp - 0x10000;
 
-                snprintf(esc, sizeof(esc), "\\u%04x", 0xD800 + (v >> 10));
-                put(w, esc, 6);
-                snprintf(esc, sizeof(esc), "\\u%04x", 0xDC00 + (v & 0x3FF));
-                put(w, esc, 6);
+                put_u_escape(w, 0xD800 + (v >> 10));
+                put_u_escape(w, 0xDC00 + (v & 0x3FF));
             } else {
-                snprintf(esc, sizeof(esc), "\\u%04x", cp);
-                put(w, esc, 6);
+                put_u_escape(w, cp);
             }
             i += n;
         }

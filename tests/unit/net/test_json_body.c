@@ -120,6 +120,140 @@ Test(json_writer, misuse_is_a_sticky_error)
     rmq_jw_fini(&w);
 }
 
+Test(json_writer, invalid_utf8_becomes_replacement_in_standard)
+{
+    struct rmq_jw w;
+    /* stray continuation, overlong '/', UTF-16 surrogate, above U+10FFFF, truncated € */
+    const char *s = "a\x80" "b\xC0\xAF" "c\xED\xA0\x80" "d\xF5\x80" "e\xE2\x82";
+
+    rmq_jw_init(&w, RMQ_JSON_STANDARD);
+    rmq_jw_str(&w, s);
+    cr_assert_str_eq(finish(&w), "\"a\\ufffdb\\ufffd\\ufffdc\\ufffd\\ufffd\\ufffd"
+                                 "d\\ufffd\\ufffde\\ufffd\\ufffd\"");
+    rmq_jw_fini(&w);
+    rmq_jw_init(&w, RMQ_JSON_FASTJSON);        /* raw bytes pass through untouched */
+    rmq_jw_str_n(&w, s, strlen(s));
+    cr_assert_eq(memcmp(finish(&w) + 1, s, strlen(s)), 0);
+    rmq_jw_fini(&w);
+}
+
+Test(json_writer, short_escapes_and_negative_keys)
+{
+    struct rmq_jw w;
+
+    rmq_jw_init(&w, RMQ_JSON_FASTJSON);
+    rmq_jw_obj_begin(&w);
+    rmq_jw_key_i64(&w, -1);
+    rmq_jw_str(&w, "\b\f\n\r\t\x1f");
+    rmq_jw_key(&w, "q\"k");
+    rmq_jw_str(&w, NULL);
+    rmq_jw_obj_end(&w);
+    cr_assert_str_eq(finish(&w), "{-1:\"\\b\\f\\n\\r\\t\\u001f\",\"q\\\"k\":null}");
+    rmq_jw_fini(&w);
+}
+
+Test(json_writer, more_misuse)
+{
+    static const int cases = 5;
+    const char *out;
+    size_t len;
+
+    for (int c = 0; c < cases; c++) {
+        struct rmq_jw w;
+
+        rmq_jw_init(&w, RMQ_JSON_STANDARD);
+        switch (c) {
+        case 0:                                     /* nothing written */
+            break;
+        case 1:                                     /* two top-level values */
+            rmq_jw_i64(&w, 1);
+            rmq_jw_i64(&w, 2);
+            break;
+        case 2:                                     /* key after key */
+            rmq_jw_obj_begin(&w);
+            rmq_jw_key(&w, "a");
+            rmq_jw_key(&w, "b");
+            rmq_jw_i64(&w, 1);
+            rmq_jw_obj_end(&w);
+            break;
+        case 3:                                     /* key in an array, then a clean object */
+            rmq_jw_arr_begin(&w);
+            rmq_jw_key_i64(&w, 0);
+            rmq_jw_arr_end(&w);
+            break;
+        case 4:                                     /* object closed right after its key */
+            rmq_jw_obj_begin(&w);
+            rmq_jw_key(&w, "a");
+            rmq_jw_obj_end(&w);
+            rmq_jw_null(&w);
+            rmq_jw_obj_end(&w);
+            break;
+        }
+        cr_assert_eq(rmq_jw_finish(&w, &out, &len), -EINVAL, "case %d", c);
+        cr_assert_eq(rmq_jw_finish(&w, &out, &len), -EINVAL, "case %d: sticky", c);
+        rmq_jw_fini(&w);
+    }
+}
+
+Test(json_writer, nesting_exactly_at_the_limit)
+{
+    struct rmq_jw w;
+    const char *out;
+    char expect[2 * RMQ_JSON_MAX_DEPTH + 1];
+
+    rmq_jw_init(&w, RMQ_JSON_FASTJSON);
+    for (int i = 0; i < RMQ_JSON_MAX_DEPTH; i++) {
+        rmq_jw_arr_begin(&w);
+    }
+    for (int i = 0; i < RMQ_JSON_MAX_DEPTH; i++) {
+        rmq_jw_arr_end(&w);
+    }
+    memset(expect, '[', RMQ_JSON_MAX_DEPTH);
+    memset(expect + RMQ_JSON_MAX_DEPTH, ']', RMQ_JSON_MAX_DEPTH);
+    expect[2 * RMQ_JSON_MAX_DEPTH] = '\0';
+    out = finish(&w);
+    cr_assert_str_eq(out, expect);
+    rmq_jw_fini(&w);
+
+    /* one past the limit: closing everything afterwards does not clear the error */
+    rmq_jw_init(&w, RMQ_JSON_FASTJSON);
+    for (int i = 0; i <= RMQ_JSON_MAX_DEPTH; i++) {
+        rmq_jw_obj_begin(&w);
+        if (i < RMQ_JSON_MAX_DEPTH) {
+            rmq_jw_key(&w, "k");
+        }
+    }
+    for (int i = 0; i <= RMQ_JSON_MAX_DEPTH; i++) {
+        rmq_jw_obj_end(&w);
+    }
+    cr_assert_eq(rmq_jw_finish(&w, &out, &(size_t){0}), -EINVAL);
+    rmq_jw_fini(&w);
+}
+
+Test(json_writer, grows_past_the_first_buffer)
+{
+    struct rmq_jw w;
+    const char *out;
+    size_t len;
+    cJSON *root;
+
+    rmq_jw_init(&w, RMQ_JSON_FASTJSON);
+    rmq_jw_obj_begin(&w);
+    for (int i = 0; i < 1000; i++) {
+        rmq_jw_key_i64(&w, i);
+        rmq_jw_i64(&w, 1000000LL * i);
+    }
+    rmq_jw_obj_end(&w);
+    cr_assert_eq(rmq_jw_finish(&w, &out, &len), 0);
+    cr_assert_eq(strlen(out), len);
+    root = rmq_json_parse(out, len);
+    cr_assert_not_null(root);
+    cr_assert_eq(cJSON_GetArraySize(root), 1000);
+    cr_assert_eq(rmq_json_get_i64(root, "999", 0), 999000000LL);
+    cJSON_Delete(root);
+    rmq_jw_fini(&w);
+}
+
 static cJSON *
 parse_file(const char *name)
 {
@@ -173,7 +307,7 @@ Test(json_reader, heartbeat_body_of_the_alions_vector)
     hl = rmq_get_be32(frame + 4) & 0xFFFFFF;
     root = rmq_json_parse((const char *)frame + 8 + hl, len - 8 - hl);
     cr_assert_not_null(root);
-    cr_assert_not_null(rmq_json_get_str(root, "clientID"));
+    cr_assert_str_eq(rmq_json_get_str(root, "clientID"), "127.0.0.1@vector");
     cd = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "consumerDataSet"), 0);
     cr_assert_str_eq(rmq_json_get_str(cd, "groupName"), "CG_VECTOR");
     cr_assert_eq(rmq_json_get_enum(cd, "consumeType", consume_types, 2, -1), 1);
@@ -228,6 +362,85 @@ Test(json_reader, unquoted_keys_only_in_key_position)
     cJSON_Delete(root);
 }
 
+Test(json_reader, strings_are_never_rewritten)
+{
+    const char *texts[] = {
+        "{\"a\":\"{1:2}\"}",
+        "{\"a\\\"\":\"x,1:y\",\"b\":{2:\"z\\\\\"}}",    /* escaped quote, then \\ */
+    };
+    cJSON *root = rmq_json_parse(texts[0], strlen(texts[0]));
+
+    cr_assert_not_null(root);
+    cr_assert_str_eq(rmq_json_get_str(root, "a"), "{1:2}");
+    cJSON_Delete(root);
+    root = rmq_json_parse(texts[1], strlen(texts[1]));
+    cr_assert_not_null(root);
+    cr_assert_str_eq(rmq_json_get_str(root, "a\""), "x,1:y");
+    cr_assert_str_eq(rmq_json_get_str(cJSON_GetObjectItem(root, "b"), "2"), "z\\");
+    cJSON_Delete(root);
+}
+
+Test(json_reader, trailing_blanks_and_nul_accepted_garbage_rejected)
+{
+    static const char ok[] = "{0:1}\n \0";          /* the body of a frame may end in NUL */
+    cJSON *root = rmq_json_parse(ok, sizeof(ok) - 1);
+
+    cr_assert_not_null(root);
+    cr_assert_eq(rmq_json_get_i64(root, "0", -1), 1);
+    cJSON_Delete(root);
+    cr_assert_null(rmq_json_parse("{\"a\":1}xyz", 10));
+    cr_assert_null(rmq_json_parse("{\"a\":1} }", 9));
+    cr_assert_null(rmq_json_parse("{\"a\":1}\0x", 9));
+    cr_assert_null(rmq_json_parse("{-:1}", 5));
+    cr_assert_null(rmq_json_parse("{1.5:1}", 7));
+    cr_assert_null(rmq_json_parse("[1:2]", 5));
+}
+
+Test(json_reader, nesting_bomb_is_rejected)
+{
+    enum { DEEP = 10000 };
+    char *text = malloc(2 * DEEP);
+
+    cr_assert_not_null(text);
+    memset(text, '[', DEEP);
+    memset(text + DEEP, ']', DEEP);
+    cr_assert_null(rmq_json_parse(text, 2 * DEEP));
+    free(text);
+}
+
+Test(json_reader, coercion_edges)
+{
+    static const char *const models[] = {"BROADCASTING", "CLUSTERING"};
+    const char *text = "{\"min\":\"-9223372036854775808\",\"over\":\"9223372036854775808\","
+                       "\"plus\":\"+5\",\"sp\":\" 5\",\"tail\":\"5x\",\"neg\":-3,"
+                       "\"e\":1e3,\"f\":\"False\",\"yes\":\"yes\",\"two\":2,\"arr\":[1],"
+                       "\"o2\":\"2\",\"om\":-1,\"lower\":\"clustering\"}";
+    cJSON *root = rmq_json_parse(text, strlen(text));
+
+    cr_assert_not_null(root);
+    cr_assert_eq(rmq_json_get_i64(root, "min", 0), INT64_MIN);
+    cr_assert_eq(rmq_json_get_i64(root, "over", 7), 7);
+    cr_assert_eq(rmq_json_get_i64(root, "plus", 7), 7);
+    cr_assert_eq(rmq_json_get_i64(root, "sp", 7), 7);
+    cr_assert_eq(rmq_json_get_i64(root, "tail", 7), 7);
+    cr_assert_eq(rmq_json_get_i64(root, "neg", 7), -3);
+    cr_assert_eq(rmq_json_get_i64(root, "e", 7), 1000);
+    cr_assert_eq(rmq_json_get_i64(root, "arr", 7), 7);
+    cr_assert_not(rmq_json_get_bool(root, "f", true));
+    cr_assert(rmq_json_get_bool(root, "yes", true));            /* not coercible: def */
+    cr_assert_not(rmq_json_get_bool(root, "yes", false));
+    cr_assert(rmq_json_get_bool(root, "two", false));
+    cr_assert(rmq_json_get_bool(root, "missing", true));
+    cr_assert_null(rmq_json_get_str(root, "missing"));
+    cr_assert_null(rmq_json_get_str(root, "arr"));
+    cr_assert_eq(rmq_json_get_enum(root, "o2", models, 2, -1), -1);
+    cr_assert_eq(rmq_json_get_enum(root, "om", models, 2, -1), -1);
+    cr_assert_eq(rmq_json_get_enum(root, "lower", models, 2, -1), -1);   /* names are exact */
+    cr_assert_eq(rmq_json_get_enum(root, "arr", models, 2, -1), -1);
+    cr_assert_eq(rmq_json_get_enum(root, "missing", models, 2, -1), -1);
+    cJSON_Delete(root);
+}
+
 Test(json_reader, invalid_input)
 {
     cr_assert_null(rmq_json_parse("", 0));
@@ -240,6 +453,9 @@ Test(json_reader, invalid_input)
 
 Test(json_reader, round_trip_through_the_writer)
 {
+    /* control chars, quote, backslash, 2-, 3- and 4-byte UTF-8 */
+    static const char props[] = "TAGS\001TagA\002\"q\\\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";
+
     for (int d = 0; d < 2; d++) {
         struct rmq_jw w;
         const char *out;
@@ -254,14 +470,14 @@ Test(json_reader, round_trip_through_the_writer)
         rmq_jw_i64(&w, 1234567890123LL);
         rmq_jw_obj_end(&w);
         rmq_jw_key(&w, "props");
-        rmq_jw_str(&w, "TAGS\001TagA\002\xC3\xA9");
+        rmq_jw_str(&w, props);
         rmq_jw_obj_end(&w);
         cr_assert_eq(rmq_jw_finish(&w, &out, &len), 0);
         root = rmq_json_parse(out, len);
         cr_assert_not_null(root, "dialect %d: %s", d, out);
         cr_assert_eq(rmq_json_get_i64(cJSON_GetObjectItem(root, "offsetTable"), "3", 0),
                      1234567890123LL);
-        cr_assert_str_eq(rmq_json_get_str(root, "props"), "TAGS\001TagA\002\xC3\xA9");
+        cr_assert_str_eq(rmq_json_get_str(root, "props"), props);
         cJSON_Delete(root);
         rmq_jw_fini(&w);
     }

@@ -1,0 +1,65 @@
+/*
+ * The store's only way to the disk: a small table of operations on commitlog
+ * segments, one call per batch. The real table (disk_uring.c) puts every call on the
+ * store loop's io_uring; tests plug in a fake that keeps unsynced writes apart so a
+ * simulated crash can drop, tear or garble them (SQLite's test6.c idea).
+ *
+ * Segments are addressed by handle (index into the disk's table) and byte offset
+ * within the segment. Asynchronous calls complete through req->done exactly once,
+ * never inline; res is bytes transferred, 0, or -errno. The synchronous calls
+ * (open_existing, read, zero_tail, list) are for start-up recovery only.
+ */
+#ifndef RMQ_STORE_DISK_H
+#define RMQ_STORE_DISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "core/list.h"
+#include "core/loop.h"
+
+#define RMQ_DISK_MAX_SEGS 4096
+
+struct rmq_disk;
+struct rmq_disk_req;
+
+typedef void (*rmq_disk_fn)(struct rmq_disk_req *req, int32_t res);
+
+struct rmq_disk_req {
+    rmq_disk_fn done;
+    struct rmq_op op;               /* used by the io_uring table */
+    struct rmq_link link;           /* used by the fake */
+    int32_t res;                    /* fake: result to deliver */
+};
+
+struct rmq_disk_ops {
+    /* Segment starting at log offset start: create (size bytes, preallocated and
+     * pre-written with zeros) or open; req->res / done res = handle (>= 0) or -errno. */
+    void (*prepare)(struct rmq_disk *d, uint64_t start, uint64_t size, struct rmq_disk_req *req);
+    void (*writev)(struct rmq_disk *d, int h, uint64_t off, const struct iovec *iov, int cnt,
+                   struct rmq_disk_req *req);
+    /* fdatasync of one segment. */
+    void (*sync)(struct rmq_disk *d, int h, struct rmq_disk_req *req);
+    /* Start offsets of existing segments, ascending; returns the count or -errno. */
+    int (*list)(struct rmq_disk *d, uint64_t *starts, int max);
+    int (*open_existing)(struct rmq_disk *d, uint64_t start, uint64_t size);  /* handle */
+    ssize_t (*read)(struct rmq_disk *d, int h, uint64_t off, void *buf, size_t len);
+    /* Zero [off, end of segment): the torn tail found by recovery. Synced. */
+    int (*zero_tail)(struct rmq_disk *d, int h, uint64_t off, uint64_t size);
+    void (*close)(struct rmq_disk *d, int h);
+};
+
+struct rmq_disk {
+    const struct rmq_disk_ops *ops;
+    struct rmq_loop *loop;          /* borrowed: completions run here */
+};
+
+/* io_uring-backed disk on commitlog files under dir (owned copy of the path). */
+struct rmq_disk *rmq_disk_uring_create(struct rmq_loop *loop, const char *dir);
+void rmq_disk_uring_destroy(struct rmq_disk *d);
+
+/* 20-digit zero-padded segment name for a start offset. */
+void rmq_disk_seg_name(char out[21], uint64_t start);
+
+#endif

@@ -1,0 +1,390 @@
+/*
+ * The real disk: commitlog segment files under one directory, every data-path call
+ * on the store loop's ring. Preparing a segment is a chain of ring ops (open,
+ * fallocate, then zero writes over the whole file) so the writer never pays the
+ * first touch of fresh pages inline: about 11 µs per 4 KiB on these VMs
+ * (0.34 GiB/s first touch against 21 GiB/s re-touch, DESIGN.md §4.2).
+ * The synchronous calls run only during start-up recovery.
+ */
+#include "store/disk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#define ZERO_CHUNK (1u << 20)
+
+struct useg {
+    int fd;
+    uint64_t start;
+};
+
+struct udisk {
+    struct rmq_disk base;
+    char dir[PATH_MAX - 64];
+    struct useg segs[RMQ_DISK_MAX_SEGS];
+    uint8_t *zeros;                 /* owned: ZERO_CHUNK bytes */
+
+    /* the one segment preparation in flight */
+    struct rmq_op prep_op;
+    struct rmq_disk_req *prep_req;
+    int prep_handle;
+    int prep_step;                  /* 0 open, 1 fallocate, 2 zero writes */
+    int prep_err;                   /* set before the first step: fail on completion */
+    uint64_t prep_size;
+    uint64_t prep_off;
+    char prep_path[PATH_MAX];
+};
+
+void
+rmq_disk_seg_name(char out[21], uint64_t start)
+{
+    snprintf(out, 21, "%020llu", (unsigned long long)start);
+}
+
+static int
+slot_new(struct udisk *d, uint64_t start)
+{
+    for (int i = 0; i < RMQ_DISK_MAX_SEGS; i++) {
+        if (d->segs[i].fd < 0) {
+            d->segs[i].fd = INT_MAX;        /* reserved until the open completes */
+            d->segs[i].start = start;
+            return i;
+        }
+    }
+    return -EMFILE;
+}
+
+static void
+seg_path(const struct udisk *d, uint64_t start, char *out, size_t len)
+{
+    char name[21];
+
+    rmq_disk_seg_name(name, start);
+    snprintf(out, len, "%s/%s", d->dir, name);
+}
+
+static void prep_step(struct udisk *d, int32_t res);
+
+static void
+prep_done(struct rmq_op *op, int32_t res, uint32_t flags)
+{
+    struct udisk *d = rmq_container_of(op, struct udisk, prep_op);
+
+    (void)flags;
+    prep_step(d, d->prep_err < 0 ? d->prep_err : res);
+}
+
+static void
+prep_finish(struct udisk *d, int32_t res)
+{
+    struct rmq_disk_req *req = d->prep_req;
+
+    if (res < 0 && d->prep_handle >= 0) {
+        if (d->segs[d->prep_handle].fd >= 0 && d->segs[d->prep_handle].fd != INT_MAX) {
+            close(d->segs[d->prep_handle].fd);
+        }
+        d->segs[d->prep_handle].fd = -1;
+    }
+    d->prep_req = NULL;
+    req->done(req, res < 0 ? res : d->prep_handle);
+}
+
+/* open → fallocate → zero writes; each step is one SQE, the next one prepared on completion. */
+static void
+prep_step(struct udisk *d, int32_t res)
+{
+    struct rmq_loop *loop = d->base.loop;
+    struct io_uring_sqe *sqe;
+
+    if (res < 0) {
+        RMQ_ERROR("store: segment preparation failed path=%s step=%d err=%s", d->prep_path,
+                  d->prep_step, strerror(-res));
+        prep_finish(d, res);
+        return;
+    }
+    switch (d->prep_step) {
+    case 0:
+        d->segs[d->prep_handle].fd = res;
+        d->prep_step = 1;
+        sqe = rmq_loop_sqe(loop, &d->prep_op);
+        io_uring_prep_fallocate(sqe, res, 0, 0, (off_t)d->prep_size);
+        rmq_loop_commit(loop, &d->prep_op, sqe);
+        return;
+    case 1:
+        d->prep_step = 2;
+        d->prep_off = 0;
+        /* fall through: start the zero writes */
+        break;
+    default:
+        d->prep_off += (uint64_t)res;
+        if (res == 0) {
+            prep_finish(d, -EIO);
+            return;
+        }
+        break;
+    }
+    if (d->prep_off >= d->prep_size) {
+        prep_finish(d, 0);
+        return;
+    }
+    sqe = rmq_loop_sqe(loop, &d->prep_op);
+    io_uring_prep_write(sqe, d->segs[d->prep_handle].fd, d->zeros,
+                        (unsigned)RMQ_MIN((uint64_t)ZERO_CHUNK, d->prep_size - d->prep_off),
+                        d->prep_off);
+    rmq_loop_commit(loop, &d->prep_op, sqe);
+}
+
+static void
+u_prepare(struct rmq_disk *base, uint64_t start, uint64_t size, struct rmq_disk_req *req)
+{
+    struct udisk *d = (struct udisk *)base;
+    struct io_uring_sqe *sqe;
+    int h;
+
+    RMQ_ASSERT(d->prep_req == NULL);
+    d->prep_req = req;
+    d->prep_size = size;
+    d->prep_step = 0;
+    h = slot_new(d, start);
+    d->prep_handle = h;
+    d->prep_err = h < 0 ? h : 0;
+    seg_path(d, start, d->prep_path, sizeof(d->prep_path));
+    rmq_op_init(&d->prep_op, prep_done);
+    sqe = rmq_loop_sqe(d->base.loop, &d->prep_op);
+    if (h < 0) {
+        io_uring_prep_nop(sqe);     /* fail through the ring all the same: never inline */
+        rmq_loop_commit(d->base.loop, &d->prep_op, sqe);
+        return;
+    }
+    io_uring_prep_openat(sqe, AT_FDCWD, d->prep_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    rmq_loop_commit(d->base.loop, &d->prep_op, sqe);
+}
+
+static void
+req_op_done(struct rmq_op *op, int32_t res, uint32_t flags)
+{
+    struct rmq_disk_req *req = rmq_container_of(op, struct rmq_disk_req, op);
+
+    (void)flags;
+    req->done(req, res);
+}
+
+static void
+u_writev(struct rmq_disk *base, int h, uint64_t off, const struct iovec *iov, int cnt,
+         struct rmq_disk_req *req)
+{
+    struct udisk *d = (struct udisk *)base;
+    struct io_uring_sqe *sqe;
+
+    rmq_op_init(&req->op, req_op_done);
+    sqe = rmq_loop_sqe(base->loop, &req->op);
+    io_uring_prep_writev(sqe, d->segs[h].fd, iov, (unsigned)cnt, off);
+    rmq_loop_commit(base->loop, &req->op, sqe);
+}
+
+static void
+u_sync(struct rmq_disk *base, int h, struct rmq_disk_req *req)
+{
+    struct udisk *d = (struct udisk *)base;
+    struct io_uring_sqe *sqe;
+
+    rmq_op_init(&req->op, req_op_done);
+    sqe = rmq_loop_sqe(base->loop, &req->op);
+    io_uring_prep_fsync(sqe, d->segs[h].fd, IORING_FSYNC_DATASYNC);
+    rmq_loop_commit(base->loop, &req->op, sqe);
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a;
+    uint64_t y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static int
+u_list(struct rmq_disk *base, uint64_t *starts, int max)
+{
+    struct udisk *d = (struct udisk *)base;
+    DIR *dir = opendir(d->dir);
+    struct dirent *e;
+    int n = 0;
+
+    if (dir == NULL) {
+        return -errno;
+    }
+    while ((e = readdir(dir)) != NULL) {
+        char *end;
+        unsigned long long v;
+
+        if (strlen(e->d_name) != 20 || strspn(e->d_name, "0123456789") != 20) {
+            continue;
+        }
+        v = strtoull(e->d_name, &end, 10);
+        if (n == max) {
+            closedir(dir);
+            return -E2BIG;
+        }
+        starts[n++] = v;
+    }
+    closedir(dir);
+    qsort(starts, (size_t)n, sizeof(*starts), cmp_u64);
+    return n;
+}
+
+static int
+u_open_existing(struct rmq_disk *base, uint64_t start, uint64_t size)
+{
+    struct udisk *d = (struct udisk *)base;
+    char path[PATH_MAX];
+    struct stat st;
+    int h = slot_new(d, start);
+    int fd;
+
+    if (h < 0) {
+        return h;
+    }
+    seg_path(d, start, path, sizeof(path));
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int err = -errno;
+
+        if (fd >= 0) {
+            close(fd);
+        }
+        d->segs[h].fd = -1;
+        return err;
+    }
+    /* a segment cut short (crash while creating it) reads as zeros past its end */
+    if ((uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0) {
+        int err = -errno;
+
+        close(fd);
+        d->segs[h].fd = -1;
+        return err;
+    }
+    d->segs[h].fd = fd;
+    return h;
+}
+
+static ssize_t
+u_read(struct rmq_disk *base, int h, uint64_t off, void *buf, size_t len)
+{
+    struct udisk *d = (struct udisk *)base;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = pread(d->segs[h].fd, (uint8_t *)buf + done, len - done,
+                          (off_t)(off + done));
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -errno;
+        }
+        if (n == 0) {
+            break;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+static int
+u_zero_tail(struct rmq_disk *base, int h, uint64_t off, uint64_t size)
+{
+    struct udisk *d = (struct udisk *)base;
+    int fd = d->segs[h].fd;
+
+    if (off >= size) {
+        return 0;
+    }
+    /* cheapest first: ZERO_RANGE keeps the blocks allocated; else write zeros */
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)(size - off)) < 0) {
+        for (uint64_t p = off; p < size;) {
+            ssize_t n = pwrite(fd, d->zeros, (size_t)RMQ_MIN((uint64_t)ZERO_CHUNK, size - p),
+                               (off_t)p);
+
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return n < 0 ? -errno : -EIO;
+            }
+            p += (uint64_t)n;
+        }
+    }
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static void
+u_close(struct rmq_disk *base, int h)
+{
+    struct udisk *d = (struct udisk *)base;
+
+    if (h >= 0 && h < RMQ_DISK_MAX_SEGS && d->segs[h].fd >= 0) {
+        close(d->segs[h].fd);
+        d->segs[h].fd = -1;
+    }
+}
+
+static const struct rmq_disk_ops uring_ops = {
+    .prepare = u_prepare,
+    .writev = u_writev,
+    .sync = u_sync,
+    .list = u_list,
+    .open_existing = u_open_existing,
+    .read = u_read,
+    .zero_tail = u_zero_tail,
+    .close = u_close,
+};
+
+struct rmq_disk *
+rmq_disk_uring_create(struct rmq_loop *loop, const char *dir)
+{
+    struct udisk *d = calloc(1, sizeof(*d));
+
+    if (d == NULL) {
+        return NULL;
+    }
+    d->zeros = calloc(1, ZERO_CHUNK);
+    if (d->zeros == NULL || strlen(dir) >= sizeof(d->dir)) {
+        free(d->zeros);
+        free(d);
+        return NULL;
+    }
+    snprintf(d->dir, sizeof(d->dir), "%s", dir);
+    d->base.ops = &uring_ops;
+    d->base.loop = loop;
+    for (int i = 0; i < RMQ_DISK_MAX_SEGS; i++) {
+        d->segs[i].fd = -1;
+    }
+    return &d->base;
+}
+
+void
+rmq_disk_uring_destroy(struct rmq_disk *base)
+{
+    struct udisk *d = (struct udisk *)base;
+
+    if (d == NULL) {
+        return;
+    }
+    for (int i = 0; i < RMQ_DISK_MAX_SEGS; i++) {
+        u_close(base, i);
+    }
+    free(d->zeros);
+    free(d);
+}

@@ -1,0 +1,111 @@
+/*
+ * The commitlog store: one single writer on one loop, records in the RocketMQ 4.x
+ * layout (store/record.h) appended to fixed-size segments.
+ *
+ * Append: the caller fills a struct rmq_store_msg (record fields, body pointer) and
+ * keeps it and its body alive until done runs. Appends of one loop iteration form
+ * a batch: heads and tails are built in the batch's scratch area, bodies are
+ * referenced where they lie, and the batch goes to the disk as one vectored write
+ * per segment it touches. No body is copied.
+ *
+ * Watermarks (offsets in the whole log):
+ *   flushed <= written <= reserved
+ *   written   every write below it has completed (readers see only this much)
+ *   flushed   an fdatasync covering it has completed
+ * ASYNC_FLUSH answers once written covers the record, and flushes on a timer or
+ * after flushCommitLogLeastPages; SYNC_FLUSH answers once flushed covers it (group
+ * commit: at most one fdatasync in flight, covering everything written before it
+ * was issued), or with -ETIMEDOUT after syncFlushTimeout (stored, not yet durable).
+ *
+ * Errors: a failed write or fdatasync is sticky: it and every later append complete
+ * with -EIO and one log line says why, until the store is reopened (recovery then
+ * decides what survived). Success is never reported for data that may be lost.
+ */
+#ifndef RMQ_STORE_STORE_H
+#define RMQ_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/list.h"
+#include "core/loop.h"
+#include "store/disk.h"
+#include "store/record.h"
+
+enum rmq_flush_type {
+    RMQ_FLUSH_ASYNC = 0,            /* ASYNC_FLUSH */
+    RMQ_FLUSH_SYNC = 1,             /* SYNC_FLUSH */
+};
+
+struct rmq_store_config {
+    uint64_t seg_size;              /* mappedFileSizeCommitLog; default 1 GiB */
+    int flush_type;                 /* flushDiskType */
+    uint32_t flush_interval_ms;     /* flushIntervalCommitLog; default 500 */
+    uint32_t flush_least_pages;     /* flushCommitLogLeastPages; default 4 */
+    uint32_t sync_flush_timeout_ms; /* syncFlushTimeout; default 5000 */
+    uint32_t max_message_size;      /* maxMessageSize; default 4 MiB */
+    uint32_t batch_scratch;         /* bytes of heads/tails per batch; default 1 MiB */
+};
+
+struct rmq_store;
+struct rmq_store_msg;
+
+/*
+ * status: 0 stored (and flushed under SYNC_FLUSH); -ETIMEDOUT stored, flush not
+ * confirmed in time (FLUSH_DISK_TIMEOUT); -EIO store failed (sticky); -EMSGSIZE
+ * record too large; -ENOSPC no room (not stored). rec.phys_off, rec.queue_off and
+ * rec.store_ts hold the assigned values when stored.
+ */
+typedef void (*rmq_store_done_fn)(struct rmq_store_msg *m, int status);
+
+struct rmq_store_msg {
+    struct rmq_record rec;          /* caller fills all but phys_off, queue_off, store_ts */
+    rmq_store_done_fn done;
+    /* store-private from here */
+    struct rmq_link link;
+    uint64_t end_off;               /* phys_off + total_size */
+    uint64_t enqueued_ns;
+    int status;
+};
+
+struct rmq_store_stats {
+    uint64_t appends;
+    uint64_t batches;
+    uint64_t writes;                /* vectored writes issued */
+    uint64_t syncs;                 /* fdatasync issued */
+    uint64_t rolls;                 /* segments filled */
+    uint64_t flush_timeouts;
+    uint64_t recovered_bytes;       /* valid bytes found by the last recovery scan */
+    uint64_t truncated_bytes;       /* torn tail zeroed by the last recovery */
+};
+
+/*
+ * Open (or create) the log on disk: scan the segments after the last complete one,
+ * keep every valid record, zero a torn tail, rebuild queue offsets. Runs on the
+ * store's loop before it serves; blocking reads are fine here. -errno with a log line.
+ */
+int rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *disk,
+                   const struct rmq_store_config *cfg);
+
+/* Queue m; m->done runs later on the loop, never inline. */
+void rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m);
+
+/* Flush everything written, then call done (on the loop). New appends get -ESHUTDOWN. */
+void rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg),
+                     void *arg);
+/* Free; only after close completed (or if open failed half way). */
+void rmq_store_destroy(struct rmq_store *s);
+
+uint64_t rmq_store_written_off(const struct rmq_store *s);
+uint64_t rmq_store_flushed_off(const struct rmq_store *s);
+/* Next queue offset of (topic, queue_id): how many records it holds. */
+int64_t rmq_store_queue_max(const struct rmq_store *s, const char *topic, uint32_t topic_len,
+                            int32_t queue_id);
+const struct rmq_store_stats *rmq_store_stats(const struct rmq_store *s);
+/* -EIO once a write or sync failed; 0 otherwise. */
+int rmq_store_error(const struct rmq_store *s);
+
+/* Read len bytes of the log at phys_off (below written_off). Synchronous: tests, tools. */
+ssize_t rmq_store_read(struct rmq_store *s, uint64_t phys_off, void *buf, size_t len);
+
+#endif
