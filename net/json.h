@@ -4,8 +4,9 @@
  * Writer: a growable text buffer with the two dialects the reference emits
  * (spec/REMOTING.md §10): FASTJSON writes integer map keys unquoted
  * ({0:"127.0.0.1:10911"}), STANDARD quotes them and escapes non-ASCII as \uXXXX.
- * Control characters are escaped (\n \r \t \b \f short, the rest \u00XX). Errors (allocation, nesting
- * deeper than RMQ_JSON_MAX_DEPTH, misuse) are sticky: check rmq_jw_finish().
+ * Control characters are escaped (\n \r \t \b \f short, the rest \u00XX).
+ * Errors (allocation, nesting deeper than RMQ_JSON_MAX_DEPTH, misuse) are sticky:
+ * check rmq_jw_finish().
  *
  * Reader: cJSON behind a normaliser that quotes bare integer object keys, so both
  * dialects parse. Getters coerce the way the reference does (numbers where strings
