@@ -18,7 +18,10 @@ usage(FILE *out)
             "          ping-pong, and io_uring_enter calls per request at 1 and 64 in flight\n"
             "          --runs=5 --requests=20000 --size=1024\n"
             "  codec   frame decode + encode cost per request, JSON and binary headers\n"
-            "          --runs=5 --iterations=200000\n");
+            "          --runs=5 --iterations=200000\n"
+            "  store   commitlog append throughput vs fio, SYNC_FLUSH latency vs a\n"
+            "          write+fdatasync loop, group commit with 64 appenders\n"
+            "          --runs=3 --mib=256 --seg-mib=1024 --sync-samples=2000 --dir=PATH (last)\n");
 }
 
 int
@@ -34,6 +37,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "codec") == 0) {
         return rmq_bench_codec(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "store") == 0) {
+        return rmq_bench_store(argc - 1, argv + 1);
     }
     fprintf(stderr, "rmq-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);

@@ -210,6 +210,7 @@ prep_done(struct rmq_disk_req *req, int32_t res)
         return;
     }
     s->next_handle = res;
+    s->stats.segments_prepared++;
     rmq_loop_defer(s->loop, &s->submit);
 }
 

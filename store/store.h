@@ -74,6 +74,7 @@ struct rmq_store_stats {
     uint64_t writes;                /* vectored writes issued */
     uint64_t syncs;                 /* fdatasync issued */
     uint64_t rolls;                 /* segments filled */
+    uint64_t segments_prepared;     /* next segments made ready in the background */
     uint64_t flush_timeouts;
     uint64_t recovered_bytes;       /* valid bytes found by the last recovery scan */
     uint64_t truncated_bytes;       /* torn tail zeroed by the last recovery */
