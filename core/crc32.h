@@ -1,6 +1,8 @@
 /*
  * CRC-32 as spec/STORE.md §6 defines it: IEEE 802.3 polynomial, reflected, init and
- * final XOR 0xFFFFFFFF (zlib's crc32()). RocketMQ stores it masked with 0x7FFFFFFF.
+ * final XOR 0xFFFFFFFF (zlib's crc32(), which computes it: core's one dependency
+ * beyond libc, liburing and xxHash, for speed; see crc32.c). RocketMQ stores it
+ * masked with 0x7FFFFFFF.
  */
 #ifndef RMQ_CORE_CRC32_H
 #define RMQ_CORE_CRC32_H
