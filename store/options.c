@@ -1,0 +1,65 @@
+/*
+ * Store configuration keys; see options.h. Names and defaults are RocketMQ 4.9's so
+ * an existing broker.conf keeps its meaning. A segment size must be a whole number
+ * of 4 KiB pages (records and the filler rule assume page-aligned segment ends).
+ */
+#include "store/options.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define OPT(field) offsetof(struct rmq_store_options, field)
+
+static const char *const flush_types[] = {"ASYNC_FLUSH", "SYNC_FLUSH", NULL};
+
+const struct rmq_config_key rmq_store_option_keys[] = {
+    {"storePathRootDir", RMQ_CONFIG_STR, OPT(storePathRootDir), RMQ_STORE_PATH_MAX, "./data",
+     0, 0, NULL, "root of the store: commitlog, consumequeue, index, config"},
+    {"storePathCommitLog", RMQ_CONFIG_STR, OPT(storePathCommitLog), RMQ_STORE_PATH_MAX, "", 0,
+     0, NULL, "commitlog directory (empty: <storePathRootDir>/commitlog)"},
+    {"mappedFileSizeCommitLog", RMQ_CONFIG_I64, OPT(mappedFileSizeCommitLog), 0, "1073741824",
+     65536, (int64_t)1 << 40, NULL, "bytes per commitlog segment"},
+    {"mappedFileSizeConsumeQueue", RMQ_CONFIG_I64, OPT(mappedFileSizeConsumeQueue), 0,
+     "6000000", 20 * 1024, (int64_t)20 * 100000000, NULL,
+     "bytes per consume queue file (a multiple of 20)"},
+    {"flushDiskType", RMQ_CONFIG_ENUM, OPT(flushDiskType), 0, "ASYNC_FLUSH", 0, 0, flush_types,
+     "when a send is acknowledged: written (ASYNC) or fdatasync'd (SYNC)"},
+    {"flushIntervalCommitLog", RMQ_CONFIG_I64, OPT(flushIntervalCommitLog), 0, "500", 1, 60000,
+     NULL, "ASYNC_FLUSH: ms between flushes"},
+    {"flushCommitLogLeastPages", RMQ_CONFIG_I64, OPT(flushCommitLogLeastPages), 0, "4", 1,
+     1 << 20, NULL, "ASYNC_FLUSH: flush early once this many 4 KiB pages are unflushed"},
+    {"syncFlushTimeout", RMQ_CONFIG_I64, OPT(syncFlushTimeout), 0, "5000", 1, 600000, NULL,
+     "SYNC_FLUSH: ms before a send is answered FLUSH_DISK_TIMEOUT"},
+    {"fileReservedTime", RMQ_CONFIG_I64, OPT(fileReservedTime), 0, "72", 1, 24 * 365 * 10,
+     NULL, "hours a commitlog segment is kept"},
+    {"deleteWhen", RMQ_CONFIG_STR, OPT(deleteWhen), 64, "04", 0, 0, NULL,
+     "hours of the day (00-23, ';'-separated) when expired segments are deleted"},
+    {"diskMaxUsedSpaceRatio", RMQ_CONFIG_I64, OPT(diskMaxUsedSpaceRatio), 0, "75", 10, 95,
+     NULL, "percent of the disk in use that triggers early deletion"},
+    {"maxMessageSize", RMQ_CONFIG_I64, OPT(maxMessageSize), 0, "4194304", 1024, 64 << 20, NULL,
+     "largest message body accepted, bytes"},
+};
+
+const size_t rmq_store_option_key_count =
+    sizeof(rmq_store_option_keys) / sizeof(rmq_store_option_keys[0]);
+
+void
+rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_config *out)
+{
+    out->seg_size = (uint64_t)o->mappedFileSizeCommitLog & ~(uint64_t)4095;
+    out->flush_type = o->flushDiskType == 1 ? RMQ_FLUSH_SYNC : RMQ_FLUSH_ASYNC;
+    out->flush_interval_ms = (uint32_t)o->flushIntervalCommitLog;
+    out->flush_least_pages = (uint32_t)o->flushCommitLogLeastPages;
+    out->sync_flush_timeout_ms = (uint32_t)o->syncFlushTimeout;
+    out->max_message_size = (uint32_t)o->maxMessageSize;
+}
+
+void
+rmq_store_options_commitlog_dir(const struct rmq_store_options *o, char *out, size_t len)
+{
+    if (o->storePathCommitLog[0] != '\0') {
+        snprintf(out, len, "%s", o->storePathCommitLog);
+    } else {
+        snprintf(out, len, "%s/commitlog", o->storePathRootDir);
+    }
+}

@@ -1,0 +1,41 @@
+/*
+ * The store's configuration keys, with RocketMQ's broker.conf names and defaults,
+ * for the daemons' key tables (core/config.h). rmq_store_options_apply turns them
+ * into the runtime struct rmq_store_config.
+ */
+#ifndef RMQ_STORE_OPTIONS_H
+#define RMQ_STORE_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "store/store.h"
+
+#define RMQ_STORE_PATH_MAX 1024
+
+struct rmq_store_options {
+    char storePathRootDir[RMQ_STORE_PATH_MAX];
+    char storePathCommitLog[RMQ_STORE_PATH_MAX];    /* "" = <storePathRootDir>/commitlog */
+    int64_t mappedFileSizeCommitLog;
+    int64_t mappedFileSizeConsumeQueue;
+    int flushDiskType;                              /* index: ASYNC_FLUSH, SYNC_FLUSH */
+    int64_t flushIntervalCommitLog;
+    int64_t flushCommitLogLeastPages;
+    int64_t syncFlushTimeout;
+    int64_t fileReservedTime;                       /* hours */
+    char deleteWhen[64];                            /* hours of the day, "04" or "01;04" */
+    int64_t diskMaxUsedSpaceRatio;                  /* percent */
+    int64_t maxMessageSize;
+};
+
+extern const struct rmq_config_key rmq_store_option_keys[];
+extern const size_t rmq_store_option_key_count;
+
+/* Runtime config from options; out->... fields not covered keep their defaults. */
+void rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_config *out);
+
+/* The commitlog directory these options name (storePathCommitLog or the root's). */
+void rmq_store_options_commitlog_dir(const struct rmq_store_options *o, char *out, size_t len);
+
+#endif
