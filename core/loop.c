@@ -384,7 +384,7 @@ log_flush(struct rmq_loop *l)
                         (uint64_t)-1);
     rmq_loop_commit(l, &l->log_op, sqe);
     l->log_writing = half;
-    l->log_op.sqe.len = (uint32_t)l->log_sink.len;  /* remember the length (spare field) */
+    l->log_len = (uint32_t)l->log_sink.len;
     l->log_sink.buf = l->log_bufs[half ^ 1];
     l->log_sink.len = 0;
 }
@@ -393,7 +393,7 @@ static void
 log_done(struct rmq_op *op, int32_t res, uint32_t flags)
 {
     struct rmq_loop *l = rmq_container_of(op, struct rmq_loop, log_op);
-    uint32_t len = op->sqe.len;
+    uint32_t len = l->log_len;
     char *buf = l->log_bufs[l->log_writing];
 
     (void)flags;

@@ -114,6 +114,7 @@ struct rmq_loop {
     struct rmq_log_sink log_sink;
     char *log_bufs[2];              /* owned; one filling, one being written */
     int log_writing;                /* index of the half in flight, or -1 */
+    uint32_t log_len;               /* bytes of that half being written */
     struct rmq_op log_op;
 
     /* test hook (rmq_loop_inject): rewrite res of the Nth completion of one op */
