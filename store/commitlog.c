@@ -4,7 +4,10 @@
  *
  * Why vectored writes from the callers' buffers rather than memcpy into an mmap'd
  * segment: a body is never copied in user space, the write is one SQE per batch,
- * and a failed write comes back as an error code instead of a SIGBUS. Heads and
+ * and a failed write comes back as an error code instead of a SIGBUS. Measured
+ * (rmq-bench store, ext4 on this VM, same per-record work incl. body CRC, 256
+ * records per batch, medians of 3 runs): writev 1449 MB/s vs mmap+memcpy 655 MB/s
+ * for 1 KiB records, 520 vs 548 MB/s for 128 B. Heads and
  * tails (topic, properties) are small and are built in the batch's scratch area,
  * laid out so that one record's tail and the next record's head are adjacent: two
  * iovecs per record (head+previous tail, body).
