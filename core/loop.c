@@ -127,6 +127,26 @@ sqe_must(struct rmq_loop *l)
     return sqe;
 }
 
+/*
+ * Move parked SQEs into the SQ, in order. With force (a cancel must follow what it
+ * cancels) make room by submitting; otherwise what does not fit waits a turn.
+ */
+static void
+overflow_drain(struct rmq_loop *l, bool force)
+{
+    while (!rmq_list_is_empty(&l->overflow)) {
+        struct io_uring_sqe *sqe = force ? sqe_must(l) : io_uring_get_sqe(&l->ring);
+        struct rmq_op *op;
+
+        if (sqe == NULL) {
+            return;
+        }
+        op = rmq_container_of(rmq_list_pop(&l->overflow), struct rmq_op, link);
+        *sqe = op->sqe;
+        op->overflowed = 0;
+    }
+}
+
 void
 rmq_loop_cancel(struct rmq_loop *l, struct rmq_op *op)
 {
@@ -143,14 +163,7 @@ rmq_loop_cancel(struct rmq_loop *l, struct rmq_op *op)
     if (op->in_flight == 0) {
         return;
     }
-    /* Drain parked SQEs first: the cancel must come after what it cancels. */
-    while (!rmq_list_is_empty(&l->overflow)) {
-        struct rmq_op *p = rmq_container_of(rmq_list_pop(&l->overflow), struct rmq_op, link);
-
-        sqe = sqe_must(l);
-        *sqe = p->sqe;
-        p->overflowed = 0;
-    }
+    overflow_drain(l, true);
     sqe = sqe_must(l);
     io_uring_prep_cancel64(sqe, ud, IORING_ASYNC_CANCEL_ALL);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -688,22 +701,6 @@ synth_run(struct rmq_loop *l)
     }
 }
 
-static void
-overflow_drain(struct rmq_loop *l)
-{
-    while (!rmq_list_is_empty(&l->overflow)) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-        struct rmq_op *op;
-
-        if (sqe == NULL) {
-            return;     /* still full: the rest waits for the next iteration */
-        }
-        op = rmq_container_of(rmq_list_pop(&l->overflow), struct rmq_op, link);
-        *sqe = op->sqe;
-        op->overflowed = 0;
-    }
-}
-
 int
 rmq_loop_run_once(struct rmq_loop *l, uint64_t timeout_ns)
 {
@@ -719,7 +716,7 @@ rmq_loop_run_once(struct rmq_loop *l, uint64_t timeout_ns)
     inbox_drain(l);
     deferred_run(l);
     synth_run(l);
-    overflow_drain(l);
+    overflow_drain(l, false);
     log_flush(l);
 
     l->stats.cq_overflow = *l->ring.cq.koverflow;

@@ -279,10 +279,7 @@ conn_frame(struct rmq_conn *c, struct rmq_frame *f, const struct rmq_bufref *ref
         if (cl->on_request != NULL) {
             cl->on_request(c, f, ref, cl->on_request_ctx);
         } else {
-            char remark[64];
-
-            snprintf(remark, sizeof(remark), " request type %d not supported", f->h.code);
-            rmq_conn_reply(c, &f->h, RMQ_RESP_REQUEST_CODE_NOT_SUPPORTED, remark, NULL, 0);
+            rmq_conn_reply_not_supported(c, &f->h);
         }
         return;
     }

@@ -946,10 +946,16 @@ rmq_conn_reply(struct rmq_conn *c, const struct rmq_header *req, int32_t code,
 {
     struct rmq_header h;
 
-    if (rmq_header_is_oneway(req)) {
-        return 0;
-    }
     rmq_header_init_response(&h, req, code);
     rmq_header_set_remark(&h, remark);
-    return rmq_conn_send(c, &h, body, body_len);
+    return rmq_conn_respond(c, req, &h, body, body_len);
+}
+
+int
+rmq_conn_reply_not_supported(struct rmq_conn *c, const struct rmq_header *req)
+{
+    char remark[64];
+
+    snprintf(remark, sizeof(remark), " request type %d not supported", req->code);
+    return rmq_conn_reply(c, req, RMQ_RESP_REQUEST_CODE_NOT_SUPPORTED, remark, NULL, 0);
 }

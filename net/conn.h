@@ -211,4 +211,7 @@ int rmq_conn_respond(struct rmq_conn *c, const struct rmq_header *req,
 int rmq_conn_reply(struct rmq_conn *c, const struct rmq_header *req, int32_t code,
                    const char *remark, const void *body, uint32_t body_len);
 
+/* REQUEST_CODE_NOT_SUPPORTED with the reference's remark " request type N not supported". */
+int rmq_conn_reply_not_supported(struct rmq_conn *c, const struct rmq_header *req);
+
 #endif

@@ -202,7 +202,6 @@ conn_frame(struct rmq_conn *c, struct rmq_frame *f, const struct rmq_bufref *ref
 {
     struct rmq_server *srv = c->owner;
     struct rmq_header *h = &f->h;
-    char remark[64];
 
     if (rmq_header_is_response(h)) {
         if (srv->on_response != NULL) {
@@ -221,8 +220,7 @@ conn_frame(struct rmq_conn *c, struct rmq_frame *f, const struct rmq_bufref *ref
     srv->stats.unknown_codes++;
     RMQ_LOG_RL(RMQ_LOG_INFO, 5000, "net: request code not supported peer=%s code=%d",
                c->peer_str, h->code);
-    snprintf(remark, sizeof(remark), " request type %d not supported", h->code);
-    rmq_conn_reply(c, h, RMQ_RESP_REQUEST_CODE_NOT_SUPPORTED, remark, NULL, 0);
+    rmq_conn_reply_not_supported(c, h);
 }
 
 static void
