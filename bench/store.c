@@ -104,7 +104,9 @@ append_one(int i, uint32_t body_len)
 static int
 store_up(int flush_type, uint64_t seg_size)
 {
-    struct rmq_store_config cfg = {.seg_size = seg_size, .flush_type = flush_type};
+    struct rmq_store_config cfg = {
+        .seg_size = seg_size, .flush_type = flush_type, .root_dir = run_dir,
+    };
     uint64_t end;
 
     sh("rm -rf %s", run_dir);

@@ -19,8 +19,12 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/be.h"
 #include "core/clock.h"
@@ -36,95 +40,6 @@ rmq_store__check(const struct rmq_store *s)
     return s->flushed_off <= s->written_off && s->written_off <= s->reserved_off;
 }
 
-/* ---- queue offsets: (topic, queue id) -> next logical offset ------------------------ */
-
-static uint32_t
-qoff_hash(const char *topic, uint32_t len, int32_t qid)
-{
-    uint32_t h = 2166136261u ^ (uint32_t)qid;
-
-    for (uint32_t i = 0; i < len; i++) {
-        h = (h ^ (uint8_t)topic[i]) * 16777619u;
-    }
-    return h;
-}
-
-static struct rmq_store_qoff *
-qoff_find(const struct rmq_store *s, const char *topic, uint32_t len, int32_t qid)
-{
-    uint32_t i;
-
-    if (s->qoff_cap == 0) {
-        return NULL;
-    }
-    for (i = qoff_hash(topic, len, qid) & (s->qoff_cap - 1);; i = (i + 1) & (s->qoff_cap - 1)) {
-        struct rmq_store_qoff *q = &s->qoffs[i];
-
-        if (q->topic == NULL) {
-            return NULL;
-        }
-        if (q->queue_id == qid && q->topic_len == len && memcmp(q->topic, topic, len) == 0) {
-            return q;
-        }
-    }
-}
-
-/* Control path: a queue seen for the first time allocates its key once. */
-static struct rmq_store_qoff *
-qoff_get(struct rmq_store *s, const char *topic, uint32_t len, int32_t qid)
-{
-    struct rmq_store_qoff *q = qoff_find(s, topic, len, qid);
-    uint32_t i;
-
-    if (q != NULL) {
-        return q;
-    }
-    if ((s->qoff_count + 1) * 2 > s->qoff_cap) {
-        uint32_t cap = s->qoff_cap ? s->qoff_cap * 2 : 256;
-        struct rmq_store_qoff *old = s->qoffs;
-        uint32_t old_cap = s->qoff_cap;
-        struct rmq_store_qoff *nt = calloc(cap, sizeof(*nt));
-
-        if (nt == NULL) {
-            return NULL;
-        }
-        s->qoffs = nt;
-        s->qoff_cap = cap;
-        for (uint32_t k = 0; k < old_cap; k++) {
-            if (old[k].topic != NULL) {
-                for (i = qoff_hash(old[k].topic, old[k].topic_len, old[k].queue_id) & (cap - 1);
-                     nt[i].topic != NULL; i = (i + 1) & (cap - 1)) {
-                }
-                nt[i] = old[k];
-            }
-        }
-        free(old);
-    }
-    for (i = qoff_hash(topic, len, qid) & (s->qoff_cap - 1); s->qoffs[i].topic != NULL;
-         i = (i + 1) & (s->qoff_cap - 1)) {
-    }
-    q = &s->qoffs[i];
-    q->topic = malloc(len ? len : 1);
-    if (q->topic == NULL) {
-        return NULL;
-    }
-    memcpy(q->topic, topic, len);
-    q->topic_len = (uint8_t)len;
-    q->queue_id = qid;
-    q->next = 0;
-    s->qoff_count++;
-    return q;
-}
-
-int64_t
-rmq_store_queue_max(const struct rmq_store *s, const char *topic, uint32_t topic_len,
-                    int32_t queue_id)
-{
-    const struct rmq_store_qoff *q = qoff_find(s, topic, topic_len, queue_id);
-
-    return q != NULL ? q->next : 0;
-}
-
 /* PREPARED and ROLLBACK records never get a consume-queue entry (STORE.md §2.1). */
 static bool
 takes_queue_offset(int32_t sysflag)
@@ -132,6 +47,19 @@ takes_queue_offset(int32_t sysflag)
     int tx = sysflag & RMQ_SYSFLAG_TX_MASK;
 
     return tx != RMQ_SYSFLAG_TX_PREPARED && tx != RMQ_SYSFLAG_TX_ROLLBACK;
+}
+
+/* Consume queue tag code: the TAGS property's Java hash, 0 without one (STORE.md §7.1). */
+static int64_t
+record_tags_code(const struct rmq_record *r)
+{
+    const char *tag;
+    size_t len;
+
+    if (!rmq_props_get(r->props, r->props_len, "TAGS", &tag, &len) || len == 0) {
+        return 0;
+    }
+    return rmq_tag_hash(tag, len);
 }
 
 /* ---- completion of messages (always from the deferred pass, never inline) ------------ */
@@ -170,6 +98,8 @@ set_error(struct rmq_store *s, const char *what, int err)
     fail_all(s, &s->flush_waiters, -EIO);
 }
 
+static void prep_next(struct rmq_store *s);
+
 /* ---- segments ------------------------------------------------------------------------- */
 
 static int
@@ -197,6 +127,18 @@ cur_seg(struct rmq_store *s)
     return &s->segs[s->seg_count - 1];
 }
 
+void
+rmq_store__prep_next(struct rmq_store *s)
+{
+    prep_next(s);
+}
+
+static void
+prep_retry_fire(struct rmq_timer *t)
+{
+    prep_next(rmq_container_of(t, struct rmq_store, prep_retry));
+}
+
 static void
 prep_done(struct rmq_disk_req *req, int32_t res)
 {
@@ -204,14 +146,20 @@ prep_done(struct rmq_disk_req *req, int32_t res)
 
     s->prep_in_flight = false;
     if (res < 0) {
-        /* Not sticky: nothing was lost. Appends that need the segment wait and retry. */
-        RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "store: preparing segment failed err=%s, retrying",
+        /* Not sticky: nothing was lost. Appends needing the segment are refused until a
+         * retry (every second) succeeds. */
+        RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "store: preparing the next commitlog segment failed "
+                   "err=%s, appends that need it are refused, retrying every second",
                    strerror(-res));
-        if (res == -ENOSPC) {
-            fail_all(s, &s->pending, -ENOSPC);
+        s->prep_failed = true;
+        s->prep_err = res == -ENOSPC ? -ENOSPC : -EIO;
+        if (!s->closing) {
+            rmq_timer_arm(s->loop, &s->prep_retry, 1000 * 1000000ull, prep_retry_fire);
         }
+        rmq_loop_defer(s->loop, &s->submit);
         return;
     }
+    s->prep_failed = false;
     s->next_handle = res;
     s->stats.segments_prepared++;
     rmq_loop_defer(s->loop, &s->submit);
@@ -250,6 +198,7 @@ batch_open(struct rmq_store *s)
     b = rmq_container_of(n, struct rmq_store_batch, link);
     b->start_off = b->end_off = s->reserved_off;
     b->seg = s->seg_count - 1;
+    b->last_ts = 0;
     b->done = false;
     b->res = 0;
     b->iov_cnt = 0;
@@ -336,13 +285,21 @@ place_pending(struct rmq_store *s)
         uint32_t size = rmq_record_size(r->body_len, r->topic_len, r->props_len);
         uint64_t seg_end = cur_seg(s)->start + s->cfg.seg_size;
         struct rmq_store_batch *b;
-        struct rmq_store_qoff *q;
+        struct rmq_cq *q = NULL;
+        bool takes = takes_queue_offset(r->sysflag);
         int64_t now;
 
         RMQ_ASSERT(seg_end - s->reserved_off >= RMQ_RECORD_END_MIN_BLANK);
         if ((uint64_t)size + RMQ_RECORD_END_MIN_BLANK > seg_end - s->reserved_off) {
             /* Does not fit: filler to the end of this segment, record in the next. */
             if (s->next_handle < 0) {
+                if (s->prep_failed && !s->prep_in_flight) {
+                    /* no room for the next segment: refuse, nothing is written */
+                    s->stats.disk_full_refusals += s->prep_err == -ENOSPC;
+                    rmq_list_del(&m->link);
+                    complete(s, m, s->prep_err);
+                    continue;
+                }
                 prep_next(s);
                 break;              /* prep_done resumes us */
             }
@@ -376,11 +333,10 @@ place_pending(struct rmq_store *s)
             batch_submit(s);
             b = batch_open(s);
         }
-        if (b == NULL) {
-            break;
+        if (b == NULL || (takes && s->disp_tail - s->disp_head == RMQ_DISPATCH_CAP)) {
+            break;                  /* a batch completes or dispatch catches up: resumed */
         }
-        q = qoff_get(s, r->topic, r->topic_len, r->queue_id);
-        if (q == NULL) {
+        if (takes && (q = rmq_cq_get(s, r->topic, r->topic_len, r->queue_id)) == NULL) {
             rmq_list_del(&m->link);
             complete(s, m, -ENOMEM);
             continue;
@@ -390,8 +346,19 @@ place_pending(struct rmq_store *s)
         s->last_store_ts = now > s->last_store_ts ? now : s->last_store_ts;
         r->store_ts = s->last_store_ts;
         r->phys_off = (int64_t)s->reserved_off;
-        r->queue_off = takes_queue_offset(r->sysflag) ? q->next++ : 0;
+        r->queue_off = takes ? q->next++ : 0;
         rmq_record_seal(r);
+        if (takes) {
+            struct rmq_dispatch *d = &s->disp[s->disp_tail++ & (RMQ_DISPATCH_CAP - 1)];
+
+            d->cq = q;
+            d->queue_off = r->queue_off;
+            d->phys = (uint64_t)r->phys_off;
+            d->size = size;
+            d->tags_code = record_tags_code(r);
+            d->store_ts = r->store_ts;
+        }
+        b->last_ts = r->store_ts;
         rmq_record_encode_head(r, scratch_take(b, RMQ_RECORD_HEAD_SIZE));
         iov_add(b, r->body, r->body_len);
         rmq_record_encode_tail(r, scratch_take(b, 3u + r->topic_len + r->props_len));
@@ -427,6 +394,9 @@ advance_written(struct rmq_store *s)
             break;
         }
         s->written_off = b->end_off;
+        if (b->last_ts != 0) {
+            s->written_ts = b->last_ts;
+        }
         moved = true;
         while ((n = rmq_list_pop(&b->msgs)) != NULL) {
             struct rmq_store_msg *m = rmq_container_of(n, struct rmq_store_msg, link);
@@ -444,6 +414,7 @@ advance_written(struct rmq_store *s)
     if (!moved) {
         return;
     }
+    rmq_store__dispatch(s);
     if (s->cfg.flush_type == RMQ_FLUSH_SYNC ||
         s->written_off - s->flushed_off >= (uint64_t)s->cfg.flush_least_pages * 4096) {
         sync_start(s);
@@ -528,6 +499,7 @@ sync_start(struct rmq_store *s)
     }
     s->sync_in_flight = true;
     s->sync_target = s->written_off;
+    s->sync_target_ts = s->written_ts;
     /* segments holding unflushed bytes: from flushed_off's segment to the target's */
     s->sync_seg = seg_index_of(s, s->flushed_off);
     sync_issue(s);
@@ -566,6 +538,7 @@ sync_done(struct rmq_disk_req *req, int32_t res)
     }
     s->sync_in_flight = false;
     s->flushed_off = s->sync_target;
+    s->flushed_ts = s->sync_target_ts;
     complete_flushed(s);
     if (s->cfg.flush_type == RMQ_FLUSH_SYNC || s->closing) {
         sync_start(s);      /* whatever was written meanwhile: the next group */
@@ -622,6 +595,50 @@ writes_outstanding(const struct rmq_store *s)
 }
 
 static void
+root_path(const struct rmq_store *s, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", s->cfg.root_dir, name);
+}
+
+/* Everything is written and flushed: a last checkpoint, then the abort file goes. */
+static void
+close_finish(struct rmq_store *s)
+{
+    void (*fn)(struct rmq_store *, void *);
+    char path[1200];
+
+    if (s->cp_in_flight) {
+        return;                         /* cp_finish defers us again */
+    }
+    if (!s->cp_final_done && s->error == 0 && s->cp_err == 0 && s->cp_off != s->written_off) {
+        s->cp_final_done = true;
+        rmq_store__checkpoint(s);
+        if (s->cp_in_flight) {
+            return;
+        }
+    }
+    fn = s->close_done;
+    s->close_done = NULL;
+    rmq_timer_cancel(s->loop, &s->flush_timer);
+    rmq_timer_cancel(s->loop, &s->timeout_timer);
+    rmq_timer_cancel(s->loop, &s->cp_timer);
+    rmq_timer_cancel(s->loop, &s->clean_timer);
+    rmq_timer_cancel(s->loop, &s->dispatch_retry);
+    rmq_timer_cancel(s->loop, &s->prep_retry);
+    if (s->error == 0 && s->cp_off == s->written_off) {
+        root_path(s, "abort", path, sizeof(path));
+        if (unlink(path) < 0 && errno != ENOENT) {
+            RMQ_WARN("store: removing %s failed err=%s", path, strerror(errno));
+        }
+    } else {
+        RMQ_WARN("store: closed with checkpoint=%llu written=%llu: the next start recovers "
+                 "from the checkpoint", (unsigned long long)s->cp_off,
+                 (unsigned long long)s->written_off);
+    }
+    fn(s, s->close_arg);
+}
+
+static void
 submit_run(struct rmq_deferred *d)
 {
     struct rmq_store *s = rmq_container_of(d, struct rmq_store, submit);
@@ -640,13 +657,9 @@ submit_run(struct rmq_deferred *d)
     }
     if (s->closing && s->close_done != NULL && rmq_list_is_empty(&s->pending) &&
         !writes_outstanding(s) && s->open_batch == NULL && !s->sync_in_flight &&
-        !s->prep_in_flight && (s->flushed_off == s->written_off || s->error != 0)) {
-        void (*fn)(struct rmq_store *, void *) = s->close_done;
-
-        s->close_done = NULL;
-        rmq_timer_cancel(s->loop, &s->flush_timer);
-        rmq_timer_cancel(s->loop, &s->timeout_timer);
-        fn(s, s->close_arg);
+        !s->prep_in_flight && !s->remove_in_flight &&
+        (s->flushed_off == s->written_off || s->error != 0)) {
+        close_finish(s);
     }
 }
 
@@ -662,6 +675,15 @@ rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m)
     }
     if (s->error != 0) {
         complete(s, m, -EIO);
+        return;
+    }
+    if (!rmq_topic_name_ok(m->rec.topic, m->rec.topic_len)) {
+        complete(s, m, -EINVAL);
+        return;
+    }
+    if (s->disk_full) {
+        s->stats.disk_full_refusals++;
+        complete(s, m, -ENOSPC);
         return;
     }
     ret = rmq_record_check(&m->rec, RMQ_MIN(s->cfg.max_message_size + 1024,
@@ -716,18 +738,18 @@ wait_for(struct rmq_loop *loop, struct wait_req *w)
 }
 
 /*
- * Scan segment i from its start: every valid record updates the queue offsets. Returns
- * the offset within the segment where valid data ends, or the segment size when it
- * ended with a filler (or exactly full).
+ * Scan segment i from byte pos: every valid record gets its consume queue entry
+ * (again). Returns the offset within the segment where valid data ends, or the
+ * segment size when it ended with a filler (or exactly full).
  */
 static int64_t
-scan_segment(struct rmq_store *s, int i, uint8_t *buf, size_t buf_len, bool *complete_out)
+scan_segment(struct rmq_store *s, int i, uint64_t pos, uint8_t *buf, size_t buf_len,
+             bool *complete_out)
 {
     const struct rmq_store_seg *seg = &s->segs[i];
     uint64_t size = s->cfg.seg_size;
-    uint64_t pos = 0;
-    uint64_t win_start = 0;
-    uint64_t win_end = 0;
+    uint64_t win_start = pos;
+    uint64_t win_end = pos;
 
     *complete_out = false;
     while (pos + RMQ_RECORD_END_MIN_BLANK <= size) {
@@ -761,18 +783,33 @@ scan_segment(struct rmq_store *s, int i, uint8_t *buf, size_t buf_len, bool *com
             }
             break;                      /* a filler that does not reach the end: corrupt */
         }
-        if (n < 0 || (uint64_t)r.phys_off != seg->start + pos) {
+        if (n < 0 || (uint64_t)r.phys_off != seg->start + pos ||
+            !rmq_topic_name_ok(r.topic, r.topic_len)) {
             break;
         }
         if (takes_queue_offset(r.sysflag)) {
-            struct rmq_store_qoff *q = qoff_get(s, r.topic, r.topic_len, r.queue_id);
+            struct rmq_cq *q = rmq_cq_get(s, r.topic, r.topic_len, r.queue_id);
+            int ret;
 
             if (q == NULL) {
                 return -ENOMEM;
             }
+            if (r.queue_off != q->next && q->seg_count > 0) {
+                RMQ_WARN("store: recovery: record at %lld has queue offset %lld, consume queue "
+                         "%s/%d expected %lld", (long long)r.phys_off, (long long)r.queue_off,
+                         q->topic, (int)q->queue_id, (long long)q->next);
+            }
+            ret = rmq_cq_put(s, q, r.queue_off, (uint64_t)r.phys_off, (uint32_t)n,
+                             record_tags_code(&r));
+            if (ret < 0) {
+                RMQ_ERROR("store: recovery: writing consume queue %s/%d failed err=%s",
+                          q->topic, (int)q->queue_id, strerror(-ret));
+                return ret;
+            }
             if (r.queue_off + 1 > q->next) {
                 q->next = r.queue_off + 1;
             }
+            s->stats.cq_entries_rebuilt++;
         }
         if (r.store_ts > s->last_store_ts) {
             s->last_store_ts = r.store_ts;
@@ -783,8 +820,61 @@ scan_segment(struct rmq_store *s, int i, uint8_t *buf, size_t buf_len, bool *com
     return (int64_t)pos;
 }
 
+/* Store time of the first record of segment i, or -1. Start-up only. */
+static int64_t
+seg_first_ts(struct rmq_store *s, int i)
+{
+    uint8_t head[64];
+
+    if (s->disk->ops->read(s->disk, s->segs[i].handle, 0, head, sizeof(head)) !=
+            (ssize_t)sizeof(head) ||
+        rmq_get_be32(head + 4) != RMQ_RECORD_MAGIC) {
+        return -1;
+    }
+    return (int64_t)rmq_get_be64(head + 56);
+}
+
+/*
+ * Where the recovery scan starts: ringmq's exact checkpoint offset; else, for a
+ * store last run by the reference, the newest segment whose first record is older
+ * than min(physic, logics) - 3 s (STORE.md §14); else the first segment.
+ */
+static uint64_t
+scan_start(struct rmq_store *s, const struct rmq_checkpoint *cp)
+{
+    char path[1200];
+    struct stat st;
+    uint64_t log_end = s->seg_count ? s->segs[s->seg_count - 1].start + s->cfg.seg_size : 0;
+
+    root_path(s, "consumequeue", path, sizeof(path));
+    if (s->seg_count == 0 || stat(path, &st) < 0) {
+        return s->min_off;              /* no queues at all: rebuild them from the log */
+    }
+    if (cp->has_offset) {
+        if (cp->offset >= s->min_off && cp->offset <= log_end) {
+            return cp->offset;
+        }
+        RMQ_WARN("store: checkpoint offset %llu outside the log [%llu, %llu), scanning it "
+                 "all", (unsigned long long)cp->offset, (unsigned long long)s->min_off,
+                 (unsigned long long)log_end);
+        return s->min_off;
+    }
+    if (cp->physic_ts > 0 && cp->logics_ts > 0) {
+        int64_t t = RMQ_MIN(cp->physic_ts, cp->logics_ts) - 3000;
+
+        for (int i = s->seg_count - 1; i >= 0; i--) {
+            int64_t first = seg_first_ts(s, i);
+
+            if (first >= 0 && first <= t) {
+                return s->segs[i].start;
+            }
+        }
+    }
+    return s->min_off;
+}
+
 static int
-recover(struct rmq_store *s)
+recover(struct rmq_store *s, const struct rmq_checkpoint *cp)
 {
     uint64_t *starts = calloc(RMQ_DISK_MAX_SEGS, sizeof(*starts));
     size_t buf_len = RMQ_MAX((size_t)SCAN_CHUNK, (size_t)s->cfg.max_message_size * 2 + 4096);
@@ -793,6 +883,8 @@ recover(struct rmq_store *s)
     int ret = 0;
     int end_seg = -1;
     int64_t end_pos = 0;
+    int first_seg = 0;
+    uint64_t p;
 
     if (starts == NULL || buf == NULL) {
         ret = -ENOMEM;
@@ -820,16 +912,32 @@ recover(struct rmq_store *s)
             goto out;
         }
     }
+    s->min_off = s->seg_count ? s->segs[0].start : 0;
+    p = scan_start(s, cp);
+    s->stats.recovery_start = p;
+    s->last_store_ts = RMQ_MAX(cp->physic_ts, 0);
+    ret = rmq_cq_load(s, p);
+    if (ret < 0) {
+        RMQ_ERROR("store: loading consume queues failed err=%s", strerror(-ret));
+        goto out;
+    }
     /*
-     * Scan from the first segment: queue offsets are rebuilt from the records until
-     * consume queues carry them (store issue, next step). The log ends at the first
-     * invalid byte: later bytes and segments are zeroed so they can never be taken
+     * Scan from p: records and queue entries below it are durable. The log ends at the
+     * first invalid byte: later bytes and segments are zeroed so they can never be taken
      * for records again.
      */
-    for (int i = 0; i < s->seg_count; i++) {
+    while (first_seg + 1 < s->seg_count && s->segs[first_seg + 1].start <= p) {
+        first_seg++;
+    }
+    for (int i = first_seg; i < s->seg_count; i++) {
         bool full;
-        int64_t pos = scan_segment(s, i, buf, buf_len, &full);
+        uint64_t from = i == first_seg ? p - s->segs[i].start : 0;
+        int64_t pos = from >= s->cfg.seg_size ? (int64_t)s->cfg.seg_size
+                                              : scan_segment(s, i, from, buf, buf_len, &full);
 
+        if (from >= s->cfg.seg_size) {
+            full = true;                /* p is this segment's end: its filler was flushed */
+        }
         if (pos < 0) {
             ret = (int)pos;
             goto out;
@@ -843,7 +951,6 @@ recover(struct rmq_store *s)
     if (end_seg < 0 && s->seg_count > 0) {
         /* every segment ends with its filler: the writer continues in a new one */
         s->reserved_off = s->segs[s->seg_count - 1].start + s->cfg.seg_size;
-        goto out;
     }
     if (end_seg >= 0) {
         for (int i = end_seg; i < s->seg_count; i++) {
@@ -865,10 +972,108 @@ recover(struct rmq_store *s)
         s->seg_count = end_seg + 1;
         s->reserved_off = s->segs[end_seg].start + (uint64_t)end_pos;
     }
+    ret = rmq_cq_trim(s, s->unclean_start);
+    if (ret < 0) {
+        goto out;
+    }
+    rmq_cq_set_min_phys(s, s->min_off);
+    s->cp_off = RMQ_MIN(p, s->reserved_off);
 out:
     free(starts);
     free(buf);
     return ret;
+}
+
+static int
+mkdir_p(const char *dir)
+{
+    char tmp[1100];
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(tmp)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(tmp, dir, len + 1);
+    for (char *c = tmp + 1; *c != '\0'; c++) {
+        if (*c == '/') {
+            *c = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *c = '/';
+        }
+    }
+    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* Start-up: the checkpoint page (zeros when new) and the abort marker. */
+static int
+open_meta(struct rmq_store *s, struct rmq_checkpoint *cp)
+{
+    char path[1200];
+    ssize_t got;
+    int fd;
+    int ret = mkdir_p(s->cfg.root_dir);
+
+    if (ret < 0) {
+        RMQ_ERROR("store: creating %s failed err=%s", s->cfg.root_dir, strerror(-ret));
+        return ret;
+    }
+    root_path(s, "checkpoint", path, sizeof(path));
+    s->cp_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->cp_fd < 0) {
+        ret = -errno;
+        RMQ_ERROR("store: opening %s failed err=%s", path, strerror(-ret));
+        return ret;
+    }
+    got = pread(s->cp_fd, s->cp_page, RMQ_CHECKPOINT_SIZE, 0);
+    rmq_checkpoint_decode(s->cp_page, got > 0 ? (size_t)got : 0, cp);
+    root_path(s, "abort", path, sizeof(path));
+    s->unclean_start = access(path, F_OK) == 0;
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ret = -errno;
+        RMQ_ERROR("store: creating %s failed err=%s", path, strerror(-ret));
+        return ret;
+    }
+    close(fd);
+    return 0;
+}
+
+static void
+cp_timer_fire(struct rmq_timer *t)
+{
+    struct rmq_store *s = rmq_container_of(t, struct rmq_store, cp_timer);
+
+    rmq_store__checkpoint(s);
+    rmq_timer_arm(s->loop, &s->cp_timer, (uint64_t)s->cfg.cq_flush_interval_ms * 1000000u,
+                  cp_timer_fire);
+}
+
+static void
+config_defaults(struct rmq_store_config *c)
+{
+#define DEFAULT(field, value) \
+    do { \
+        if (c->field == 0) { \
+            c->field = (value); \
+        } \
+    } while (0)
+    DEFAULT(seg_size, 1ull << 30);
+    DEFAULT(flush_interval_ms, 500);
+    DEFAULT(flush_least_pages, 4);
+    DEFAULT(sync_flush_timeout_ms, 5000);
+    DEFAULT(max_message_size, 4u << 20);
+    DEFAULT(batch_scratch, 1u << 20);
+    DEFAULT(cq_entries, 300000);
+    DEFAULT(cq_flush_interval_ms, 1000);
+    DEFAULT(file_reserved_hours, 72);
+    DEFAULT(delete_hours_mask, 1u << 4);
+    DEFAULT(disk_max_used_ratio, 75);
+    DEFAULT(disk_refuse_ratio, 90);
+    DEFAULT(disk_force_ratio, 85);
+    DEFAULT(clean_interval_ms, 10000);
+#undef DEFAULT
 }
 
 int
@@ -876,6 +1081,8 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
                const struct rmq_store_config *cfg)
 {
     struct rmq_store *s = calloc(1, sizeof(*s));
+    struct rmq_checkpoint cp;
+    long pages = sysconf(_SC_PHYS_PAGES);
     int ret;
 
     if (s == NULL) {
@@ -884,43 +1091,42 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     s->loop = loop;
     s->disk = disk;
     s->cfg = *cfg;
-    if (s->cfg.seg_size == 0) {
-        s->cfg.seg_size = 1ull << 30;
-    }
-    if (s->cfg.flush_interval_ms == 0) {
-        s->cfg.flush_interval_ms = 500;
-    }
-    if (s->cfg.flush_least_pages == 0) {
-        s->cfg.flush_least_pages = 4;
-    }
-    if (s->cfg.sync_flush_timeout_ms == 0) {
-        s->cfg.sync_flush_timeout_ms = 5000;
-    }
-    if (s->cfg.max_message_size == 0) {
-        s->cfg.max_message_size = 4u << 20;
-    }
-    if (s->cfg.batch_scratch == 0) {
-        s->cfg.batch_scratch = 1u << 20;
-    }
+    s->cp_fd = -1;
+    config_defaults(&s->cfg);
     s->next_handle = -1;
+    s->mem_window = (uint64_t)(pages > 0 ? pages : 262144) * 4096 / 100 * 40;
     rmq_list_init(&s->pending);
     rmq_list_init(&s->completed);
     rmq_list_init(&s->batch_free);
     rmq_list_init(&s->batch_inflight);
     rmq_list_init(&s->flush_waiters);
+    rmq_list_init(&s->cq_dirty);
     rmq_list_init(&s->submit.link);
     s->submit.fn = submit_run;
-    s->scratch_mem = malloc((size_t)s->cfg.batch_scratch * RMQ_STORE_BATCHES);
-    if (s->scratch_mem == NULL) {
+    rmq_store__checkpoint_init(s);
+    if (s->cfg.root_dir == NULL) {
+        RMQ_ERROR("store: no root directory (storePathRootDir) given");
         free(s);
+        return -EINVAL;
+    }
+    s->scratch_mem = malloc((size_t)s->cfg.batch_scratch * RMQ_STORE_BATCHES);
+    s->disp = malloc(RMQ_DISPATCH_CAP * sizeof(*s->disp));
+    if (s->scratch_mem == NULL || s->disp == NULL ||
+        posix_memalign((void **)&s->cp_page, 4096, RMQ_CHECKPOINT_SIZE) != 0) {
+        s->cp_page = NULL;
+        rmq_store_destroy(s);
         return -ENOMEM;
     }
+    memset(s->cp_page, 0, RMQ_CHECKPOINT_SIZE);
     for (int i = 0; i < RMQ_STORE_BATCHES; i++) {
         s->batches[i].s = s;
         s->batches[i].scratch = s->scratch_mem + (size_t)i * s->cfg.batch_scratch;
         rmq_list_add_tail(&s->batch_free, &s->batches[i].link);
     }
-    ret = recover(s);
+    ret = open_meta(s, &cp);
+    if (ret == 0) {
+        ret = recover(s, &cp);
+    }
     if (ret < 0) {
         RMQ_ERROR("store: recovery failed err=%s, cannot start", strerror(-ret));
         rmq_store_destroy(s);
@@ -937,17 +1143,28 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
             rmq_store_destroy(s);
             return ret;
         }
+        if (s->seg_count == 1) {
+            s->min_off = s->reserved_off;
+        }
     }
-    s->written_off = s->flushed_off = s->reserved_off;
+    s->written_off = s->flushed_off = s->dispatched_off = s->reserved_off;
+    s->written_ts = s->flushed_ts = s->dispatched_ts = s->last_store_ts;
     if (s->cfg.flush_type == RMQ_FLUSH_ASYNC) {
         rmq_timer_arm(loop, &s->flush_timer, (uint64_t)s->cfg.flush_interval_ms * 1000000u,
                       flush_timer_fire);
     }
+    rmq_timer_arm(loop, &s->cp_timer, (uint64_t)s->cfg.cq_flush_interval_ms * 1000000u,
+                  cp_timer_fire);
+    rmq_store__clean_start(s);
     prep_next(s);
-    RMQ_INFO("store: commitlog ready segments=%d write_off=%llu recovered_bytes=%llu "
-             "zeroed_bytes=%llu flush=%s", s->seg_count, (unsigned long long)s->reserved_off,
+    RMQ_INFO("store: commitlog ready (%s start) segments=%d min=%llu write_off=%llu "
+             "scanned_from=%llu recovered_bytes=%llu queue_entries_rebuilt=%llu "
+             "zeroed_bytes=%llu queues=%u flush=%s", s->unclean_start ? "unclean" : "clean",
+             s->seg_count, (unsigned long long)s->min_off, (unsigned long long)s->reserved_off,
+             (unsigned long long)s->stats.recovery_start,
              (unsigned long long)s->stats.recovered_bytes,
-             (unsigned long long)s->stats.truncated_bytes,
+             (unsigned long long)s->stats.cq_entries_rebuilt,
+             (unsigned long long)s->stats.truncated_bytes, s->cq_count,
              s->cfg.flush_type == RMQ_FLUSH_SYNC ? "SYNC_FLUSH" : "ASYNC_FLUSH");
     *out = s;
     return 0;
@@ -964,16 +1181,23 @@ rmq_store_destroy(struct rmq_store *s)
     }
     rmq_timer_cancel(s->loop, &s->flush_timer);
     rmq_timer_cancel(s->loop, &s->timeout_timer);
+    rmq_timer_cancel(s->loop, &s->cp_timer);
+    rmq_timer_cancel(s->loop, &s->clean_timer);
+    rmq_timer_cancel(s->loop, &s->dispatch_retry);
+    rmq_timer_cancel(s->loop, &s->prep_retry);
     for (int i = 0; i < s->seg_count; i++) {
         s->disk->ops->close(s->disk, s->segs[i].handle);
     }
     if (s->next_handle >= 0) {
         s->disk->ops->close(s->disk, s->next_handle);
     }
-    for (uint32_t i = 0; i < s->qoff_cap; i++) {
-        free(s->qoffs[i].topic);
+    rmq_cq_free_all(s);
+    if (s->cp_fd >= 0) {
+        close(s->cp_fd);
     }
-    free(s->qoffs);
+    free(s->cp_fds);
+    free(s->cp_page);
+    free(s->disp);
     free(s->segs);
     free(s->scratch_mem);
     free(s);
@@ -989,6 +1213,24 @@ uint64_t
 rmq_store_flushed_off(const struct rmq_store *s)
 {
     return s->flushed_off;
+}
+
+uint64_t
+rmq_store_min_off(const struct rmq_store *s)
+{
+    return s->min_off;
+}
+
+int64_t
+rmq_store_earliest_time(struct rmq_store *s)
+{
+    uint8_t ts[8];
+
+    if (s->written_off <= s->min_off ||
+        rmq_store_read(s, s->min_off + 56, ts, sizeof(ts)) != (ssize_t)sizeof(ts)) {
+        return -1;
+    }
+    return (int64_t)rmq_get_be64(ts);
 }
 
 const struct rmq_store_stats *
@@ -1009,7 +1251,7 @@ rmq_store_read(struct rmq_store *s, uint64_t phys_off, void *buf, size_t len)
     int i = seg_index_of(s, phys_off);
     const struct rmq_store_seg *seg = &s->segs[i];
 
-    if (phys_off + len > s->written_off || phys_off < seg->start ||
+    if (s->seg_count == 0 || phys_off + len > s->written_off || phys_off < seg->start ||
         phys_off + len > seg->start + s->cfg.seg_size) {
         return -ERANGE;
     }

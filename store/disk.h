@@ -48,6 +48,10 @@ struct rmq_disk_ops {
     /* Zero [off, end of segment): the torn tail found by recovery. Synced. */
     int (*zero_tail)(struct rmq_disk *d, int h, uint64_t off, uint64_t size);
     void (*close)(struct rmq_disk *d, int h);
+    /* Delete a segment: close its handle and remove the file (one at a time). */
+    void (*remove)(struct rmq_disk *d, int h, struct rmq_disk_req *req);
+    /* Size and free bytes of the segments' filesystem (statfs: no I/O). */
+    int (*space)(struct rmq_disk *d, uint64_t *total, uint64_t *avail);
 };
 
 struct rmq_disk {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -43,6 +44,8 @@ struct udisk {
     uint64_t prep_size;
     uint64_t prep_off;
     char prep_path[PATH_MAX];
+
+    char rm_path[PATH_MAX];         /* the one removal in flight */
 };
 
 void
@@ -94,6 +97,11 @@ prep_finish(struct udisk *d, int32_t res)
             close(d->segs[d->prep_handle].fd);
         }
         d->segs[d->prep_handle].fd = -1;
+        /* a half-made file (ENOSPC mid-way) must not look like a segment at the next start */
+        if (unlink(d->prep_path) < 0 && errno != ENOENT) {
+            RMQ_WARN("store: removing half-prepared segment %s failed err=%s", d->prep_path,
+                     strerror(errno));
+        }
     }
     d->prep_req = NULL;
     req->done(req, res < 0 ? res : d->prep_handle);
@@ -340,6 +348,34 @@ u_close(struct rmq_disk *base, int h)
     }
 }
 
+static void
+u_remove(struct rmq_disk *base, int h, struct rmq_disk_req *req)
+{
+    struct udisk *d = (struct udisk *)base;
+    struct io_uring_sqe *sqe;
+
+    seg_path(d, d->segs[h].start, d->rm_path, sizeof(d->rm_path));
+    u_close(base, h);
+    rmq_op_init(&req->op, req_op_done);
+    sqe = rmq_loop_sqe(d->base.loop, &req->op);
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, d->rm_path, 0);
+    rmq_loop_commit(d->base.loop, &req->op, sqe);
+}
+
+static int
+u_space(struct rmq_disk *base, uint64_t *total, uint64_t *avail)
+{
+    struct udisk *d = (struct udisk *)base;
+    struct statvfs sv;
+
+    if (statvfs(d->dir, &sv) < 0) {
+        return -errno;
+    }
+    *total = (uint64_t)sv.f_blocks * sv.f_frsize;
+    *avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    return 0;
+}
+
 static const struct rmq_disk_ops uring_ops = {
     .prepare = u_prepare,
     .writev = u_writev,
@@ -349,6 +385,8 @@ static const struct rmq_disk_ops uring_ops = {
     .read = u_read,
     .zero_tail = u_zero_tail,
     .close = u_close,
+    .remove = u_remove,
+    .space = u_space,
 };
 
 struct rmq_disk *

@@ -20,6 +20,12 @@
  * Errors: a failed write or fdatasync is sticky: it and every later append complete
  * with -EIO and one log line says why, until the store is reopened (recovery then
  * decides what survived). Success is never reported for data that may be lost.
+ *
+ * Consume queues (store/cqueue.c): once written covers a record, its 20-byte entry
+ * goes to <root>/consumequeue/<topic>/<queueId>/; readers (rmq_store_get) see a
+ * message only when its entry exists. A checkpoint (<root>/checkpoint) records a
+ * log offset below which records and entries are all durable; recovery starts
+ * there, so its time depends on the unflushed tail, not on the size of the log.
  */
 #ifndef RMQ_STORE_STORE_H
 #define RMQ_STORE_STORE_H
@@ -45,6 +51,15 @@ struct rmq_store_config {
     uint32_t sync_flush_timeout_ms; /* syncFlushTimeout; default 5000 */
     uint32_t max_message_size;      /* maxMessageSize; default 4 MiB */
     uint32_t batch_scratch;         /* bytes of heads/tails per batch; default 1 MiB */
+    const char *root_dir;           /* storePathRootDir: consumequeue/, checkpoint, abort */
+    uint32_t cq_entries;            /* mappedFileSizeConsumeQueue / 20; default 300000 */
+    uint32_t cq_flush_interval_ms;  /* flushIntervalConsumeQueue: checkpoint period; 1000 */
+    uint32_t file_reserved_hours;   /* fileReservedTime; default 72 */
+    uint32_t delete_hours_mask;     /* deleteWhen: bit h = hour h of the day; default 1<<4 */
+    uint32_t disk_max_used_ratio;   /* diskMaxUsedSpaceRatio, percent: delete early above */
+    uint32_t disk_refuse_ratio;     /* diskSpaceWarningLevelRatio, percent: refuse appends */
+    uint32_t disk_force_ratio;      /* diskSpaceCleanForciblyRatio, percent: delete unexpired */
+    uint32_t clean_interval_ms;     /* cleanResourceInterval: retention check; 10000 */
 };
 
 struct rmq_store;
@@ -53,7 +68,8 @@ struct rmq_store_msg;
 /*
  * status: 0 stored (and flushed under SYNC_FLUSH); -ETIMEDOUT stored, flush not
  * confirmed in time (FLUSH_DISK_TIMEOUT); -EIO store failed (sticky); -EMSGSIZE
- * record too large; -ENOSPC no room (not stored). rec.phys_off, rec.queue_off and
+ * record too large; -ENOSPC disk full (not stored; appends resume by themselves
+ * once space returns); -EINVAL topic not a valid RocketMQ topic name. rec.phys_off, rec.queue_off and
  * rec.store_ts hold the assigned values when stored.
  */
 typedef void (*rmq_store_done_fn)(struct rmq_store_msg *m, int status);
@@ -78,6 +94,13 @@ struct rmq_store_stats {
     uint64_t flush_timeouts;
     uint64_t recovered_bytes;       /* valid bytes found by the last recovery scan */
     uint64_t truncated_bytes;       /* torn tail zeroed by the last recovery */
+    uint64_t recovery_start;        /* log offset the last recovery scanned from */
+    uint64_t cq_entries_rebuilt;    /* consume queue entries written by the last recovery */
+    uint64_t checkpoints;
+    uint64_t dispatch_stalls;       /* a consume queue file could not be created */
+    uint64_t segments_deleted;      /* commitlog segments removed by retention */
+    uint64_t cq_files_deleted;
+    uint64_t disk_full_refusals;    /* appends answered -ENOSPC */
 };
 
 /*
@@ -108,5 +131,64 @@ int rmq_store_error(const struct rmq_store *s);
 
 /* Read len bytes of the log at phys_off (below written_off). Synchronous: tests, tools. */
 ssize_t rmq_store_read(struct rmq_store *s, uint64_t phys_off, void *buf, size_t len);
+
+/* ---- reads (spec/STORE.md §13); run on the store's loop ------------------------------- */
+
+enum rmq_get_status {
+    RMQ_GET_FOUND = 0,
+    RMQ_GET_NO_MATCHED_MESSAGE,
+    RMQ_GET_MESSAGE_WAS_REMOVING,
+    RMQ_GET_OFFSET_FOUND_NULL,
+    RMQ_GET_OFFSET_OVERFLOW_BADLY,
+    RMQ_GET_OFFSET_OVERFLOW_ONE,
+    RMQ_GET_OFFSET_TOO_SMALL,
+    RMQ_GET_NO_MATCHED_LOGIC_QUEUE,
+    RMQ_GET_NO_MESSAGE_IN_QUEUE,
+};
+
+/* The reference's status name (a pull response's remark). */
+const char *rmq_get_status_name(int status);
+
+/* One found message: where its record lies in the log. */
+struct rmq_store_range {
+    uint64_t phys;
+    uint32_t len;
+};
+
+struct rmq_get_result {
+    int status;                     /* enum rmq_get_status */
+    int64_t next_begin;             /* nextBeginOffset per spec/REMOTING.md §12.2 */
+    int64_t min_off;
+    int64_t max_off;
+    uint32_t count;                 /* ranges filled */
+    uint64_t bytes;
+    bool suggest_slave;             /* the last entry is beyond the in-memory window */
+};
+
+/*
+ * Look up to max_msgs messages of (topic, queue_id) from offset. codes/code_count:
+ * tag hashes to accept (NULL = every tag). ranges must hold max_msgs entries; the
+ * reference's batch limits (32 messages / 256 KiB in memory, 8 / 64 KiB on disk)
+ * apply. Reads only the consume queue: the records are the caller's to send.
+ */
+void rmq_store_get(const struct rmq_store *s, const char *topic, uint32_t topic_len,
+                   int32_t queue_id, int64_t offset, uint32_t max_msgs, const int32_t *codes,
+                   uint32_t code_count, struct rmq_store_range *ranges,
+                   struct rmq_get_result *out);
+
+/* First queue offset still readable, or -1 for an unknown queue. */
+int64_t rmq_store_queue_min(const struct rmq_store *s, const char *topic, uint32_t topic_len,
+                            int32_t queue_id);
+/* Queue offset whose store time is closest to ts_ms (exact hit or nearer neighbour);
+ * 0 for an unknown or empty queue. Reads records: control path. */
+int64_t rmq_store_queue_offset_by_time(struct rmq_store *s, const char *topic,
+                                       uint32_t topic_len, int32_t queue_id, int64_t ts_ms);
+/* Store time of the message at the queue's min offset, or -1. Reads one record. */
+int64_t rmq_store_queue_earliest_time(struct rmq_store *s, const char *topic,
+                                      uint32_t topic_len, int32_t queue_id);
+/* Store time of the first record in the log, or -1 when it is empty. */
+int64_t rmq_store_earliest_time(struct rmq_store *s);
+/* Lowest log offset still on disk (start of the first segment). */
+uint64_t rmq_store_min_off(const struct rmq_store *s);
 
 #endif

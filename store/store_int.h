@@ -15,6 +15,7 @@ struct rmq_store_batch {
     uint64_t start_off;             /* log offset of the first byte */
     uint64_t end_off;
     int seg;                        /* index into s->segs */
+    int64_t last_ts;                /* store time of the last record in the batch */
     bool done;
     int32_t res;
     uint32_t iov_cnt;
@@ -31,11 +32,46 @@ struct rmq_store_seg {
     int handle;
 };
 
-struct rmq_store_qoff {
-    char *topic;                    /* owned */
+/* One consume queue file: cq_entries entries from entry `first`, mapped shared. */
+struct rmq_cq_seg {
+    int64_t first;
+    int fd;
+    uint8_t *map;
+    bool dirty;                     /* written since the last checkpoint's fdatasync */
+};
+
+/* A consume queue; allocated once per (topic, queue id) and never moved. */
+struct rmq_cq {
+    char *topic;                    /* owned, NUL-terminated */
     uint8_t topic_len;
     int32_t queue_id;
-    int64_t next;
+    int64_t next;                   /* next queue offset the writer assigns */
+    int64_t max;                    /* entries written: readers see [min, max) */
+    int64_t min;
+    struct rmq_cq_seg *segs;        /* owned; contiguous, ascending */
+    int seg_count;
+    int seg_cap;
+    bool dirty;
+    struct rmq_link dirty_link;
+};
+
+/* A record waiting for its consume queue entry (placed, maybe not yet written). */
+struct rmq_dispatch {
+    struct rmq_cq *cq;
+    int64_t queue_off;
+    uint64_t phys;
+    uint32_t size;
+    int64_t tags_code;
+    int64_t store_ts;
+};
+
+#define RMQ_DISPATCH_CAP 65536          /* placed-not-dispatched records; power of two */
+#define RMQ_CP_SYNCS 16                 /* consume queue fdatasyncs in flight at once */
+
+struct rmq_store_cp_sync {
+    struct rmq_op op;
+    struct rmq_store *s;
+    bool busy;
 };
 
 struct rmq_store {
@@ -74,9 +110,51 @@ struct rmq_store {
     struct rmq_timer flush_timer;   /* ASYNC_FLUSH interval */
     struct rmq_timer timeout_timer; /* SYNC_FLUSH waiter timeout */
 
-    struct rmq_store_qoff *qoffs;   /* owned: open-addressing table */
-    uint32_t qoff_cap;
-    uint32_t qoff_count;
+    struct rmq_cq **cqs;            /* owned: open-addressing table of owned queues */
+    uint32_t cq_cap;
+    uint32_t cq_count;
+    struct rmq_link cq_dirty;       /* queues with entries not yet fdatasync'd */
+
+    struct rmq_dispatch *disp;      /* owned ring: placed records in log order */
+    uint32_t disp_head;             /* next to dispatch */
+    uint32_t disp_tail;             /* next free */
+    uint64_t dispatched_off;        /* every entry for records below it is written */
+    int64_t dispatched_ts;
+    int64_t written_ts;             /* store time of the last record below written_off */
+    int64_t flushed_ts;
+    int64_t sync_target_ts;
+    struct rmq_timer dispatch_retry;
+
+    /* checkpoint: consume queue fdatasyncs, then the checkpoint page */
+    int cp_fd;
+    bool cp_in_flight;
+    bool cp_final_done;             /* the close-time checkpoint completed */
+    uint64_t cp_target;             /* dispatched_off when the checkpoint began */
+    int64_t cp_target_ts;
+    int *cp_fds;                    /* owned: fds still to fdatasync */
+    uint32_t cp_fd_count;
+    uint32_t cp_fd_cap;
+    uint32_t cp_fd_next;
+    uint32_t cp_syncs_out;
+    int cp_err;
+    struct rmq_store_cp_sync cp_syncs[RMQ_CP_SYNCS];
+    struct rmq_op cp_write_op;
+    struct rmq_op cp_sync_op;
+    uint8_t *cp_page;               /* owned, 4096 bytes, aligned */
+    struct rmq_timer cp_timer;
+    uint64_t cp_off;                /* log offset of the last durable checkpoint */
+
+    /* retention and disk space */
+    struct rmq_timer clean_timer;
+    bool disk_full;                 /* over disk_refuse_ratio, or ENOSPC seen */
+    bool remove_in_flight;
+    struct rmq_disk_req remove_req;
+    uint64_t min_off;               /* start of the first segment */
+    uint64_t mem_window;            /* 40% of RAM: a pull's "in memory" distance */
+    bool prep_failed;               /* the last segment preparation failed */
+    int prep_err;
+    struct rmq_timer prep_retry;
+    bool unclean_start;             /* the abort file was there at open */
 
     void (*close_done)(struct rmq_store *s, void *arg);
     void *close_arg;
@@ -86,5 +164,53 @@ struct rmq_store {
 
 /* Invariant check for tests: flushed <= written <= reserved. */
 bool rmq_store__check(const struct rmq_store *s);
+
+/* ---- consume queues (cqueue.c) ---------------------------------------------------------- */
+
+struct rmq_cq *rmq_cq_find(const struct rmq_store *s, const char *topic, uint32_t len,
+                           int32_t qid);
+/* Find or create (in memory; files come with the first entry). NULL: out of memory. */
+struct rmq_cq *rmq_cq_get(struct rmq_store *s, const char *topic, uint32_t len, int32_t qid);
+/* Write entry qoff; creates the queue's file when needed. 0 or -errno. */
+int rmq_cq_put(struct rmq_store *s, struct rmq_cq *q, int64_t qoff, uint64_t phys,
+               uint32_t size, int64_t tags_code);
+/* The mapped entry qoff, or NULL when its file is not there. */
+const uint8_t *rmq_cq_entry(const struct rmq_store *s, const struct rmq_cq *q, int64_t qoff);
+void rmq_cq_free_all(struct rmq_store *s);
+/* Recovery: map every queue on disk; next = entries for records below log offset p. */
+int rmq_cq_load(struct rmq_store *s, uint64_t p);
+/* Recovery end: max = next; entries past it are erased (they point past the log end).
+ * A clean start erases only where the files hold entries past the rebuilt end. */
+int rmq_cq_trim(struct rmq_store *s, bool unclean);
+/* The log now starts at min_phys: move queue minimums, delete files wholly below. */
+void rmq_cq_set_min_phys(struct rmq_store *s, uint64_t min_phys);
+/* Move written records' entries into their queues (after written_off moved). */
+void rmq_store__dispatch(struct rmq_store *s);
+
+/* ---- checkpoint (checkpoint.c) ------------------------------------------------------------ */
+
+#define RMQ_CHECKPOINT_SIZE 4096
+
+struct rmq_checkpoint {
+    int64_t physic_ts;              /* the reference's three timestamps (STORE.md §14) */
+    int64_t logics_ts;
+    int64_t index_ts;
+    bool has_offset;                /* ringmq's extension present and intact */
+    uint64_t offset;                /* records and entries below it are durable */
+};
+
+void rmq_checkpoint_encode(const struct rmq_checkpoint *cp, uint8_t page[RMQ_CHECKPOINT_SIZE]);
+void rmq_checkpoint_decode(const uint8_t *page, size_t len, struct rmq_checkpoint *cp);
+/* Begin a checkpoint (no-op while one runs). */
+void rmq_store__checkpoint(struct rmq_store *s);
+
+/* ---- retention (retention.c) --------------------------------------------------------------- */
+
+void rmq_store__clean_start(struct rmq_store *s);
+/* Prepare the next segment unless one is ready or being prepared (commitlog.c). */
+void rmq_store__prep_next(struct rmq_store *s);
+void rmq_store__checkpoint_init(struct rmq_store *s);
+/* A topic name the reference accepts: [%|a-zA-Z0-9_-]{1,127}. */
+bool rmq_topic_name_ok(const char *topic, uint32_t len);
 
 #endif

@@ -38,6 +38,9 @@ struct fake_disk {
     int fail_sync_err;
     bool hold_syncs;
     uint64_t syncs;
+    int prepare_err;                /* every prepare fails with this while set */
+    uint64_t space_total;
+    uint64_t space_avail;
 };
 
 static void
@@ -87,6 +90,10 @@ f_prepare(struct rmq_disk *base, uint64_t start, uint64_t size, struct rmq_disk_
     struct fake_disk *d = (struct fake_disk *)base;
     int h = find_seg(d, start);
 
+    if (d->prepare_err != 0) {
+        finish(d, req, d->prepare_err);
+        return;
+    }
     if (h < 0) {
         for (h = 0; h < FAKE_SEGS && d->segs[h].exists; h++) {
         }
@@ -219,6 +226,52 @@ f_close(struct rmq_disk *base, int h)
     (void)h;
 }
 
+static void
+f_remove(struct rmq_disk *base, int h, struct rmq_disk_req *req)
+{
+    struct fake_disk *d = (struct fake_disk *)base;
+    struct fake_seg *seg = &d->segs[h];
+
+    free(seg->cache);
+    free(seg->durable);
+    memset(seg, 0, sizeof(*seg));
+    finish(d, req, 0);
+}
+
+static int
+f_space(struct rmq_disk *base, uint64_t *total, uint64_t *avail)
+{
+    struct fake_disk *d = (struct fake_disk *)base;
+
+    *total = d->space_total;
+    *avail = d->space_avail;
+    return 0;
+}
+
+void
+fake_disk_set_space(struct fake_disk *d, uint64_t total, uint64_t avail)
+{
+    d->space_total = total;
+    d->space_avail = avail;
+}
+
+void
+fake_disk_fail_prepare(struct fake_disk *d, int err)
+{
+    d->prepare_err = err;
+}
+
+bool
+fake_disk_has_seg(const struct fake_disk *d, uint64_t start)
+{
+    for (int i = 0; i < FAKE_SEGS; i++) {
+        if (d->segs[i].exists && d->segs[i].start == start) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static const struct rmq_disk_ops fake_ops = {
     .prepare = f_prepare,
     .writev = f_writev,
@@ -228,6 +281,8 @@ static const struct rmq_disk_ops fake_ops = {
     .read = f_read,
     .zero_tail = f_zero_tail,
     .close = f_close,
+    .remove = f_remove,
+    .space = f_space,
 };
 
 struct fake_disk *
@@ -236,6 +291,8 @@ fake_disk_create(struct rmq_loop *loop)
     struct fake_disk *d = calloc(1, sizeof(*d));
 
     d->base.ops = &fake_ops;
+    d->space_total = 100ull << 30;
+    d->space_avail = 90ull << 30;
     d->base.loop = loop;
     rmq_list_init(&d->pending);
     rmq_list_init(&d->held);

@@ -28,4 +28,10 @@ uint64_t fake_disk_syncs(const struct fake_disk *d);
 /* Flip one byte of a segment's current image (corruption tests). */
 void fake_disk_poke(struct fake_disk *d, uint64_t seg_start, uint64_t off, uint8_t xor_mask);
 
+/* What the space op reports (default: 100 GiB, 90 free). */
+void fake_disk_set_space(struct fake_disk *d, uint64_t total, uint64_t avail);
+/* Every segment preparation fails with err (0: works again). */
+void fake_disk_fail_prepare(struct fake_disk *d, int err);
+bool fake_disk_has_seg(const struct fake_disk *d, uint64_t start);
+
 #endif

@@ -68,10 +68,13 @@ amsg_fill(struct amsg *a, uint32_t seq)
 static void
 store_up(const struct rmq_store_config *cfg)
 {
+    struct rmq_store_config c = *cfg;
+
+    c.root_dir = dir;
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
     disk = rmq_disk_uring_create(&loop, dir);
     cr_assert_not_null(disk);
-    cr_assert_eq(rmq_store_open(&st, &loop, disk, cfg), 0);
+    cr_assert_eq(rmq_store_open(&st, &loop, disk, &c), 0);
 }
 
 static bool closed;
@@ -244,7 +247,9 @@ static void
 child_main(uint32_t first_seq)
 {
     static struct amsg ring[64];
-    struct rmq_store_config cfg = {.seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC};
+    struct rmq_store_config cfg = {
+        .seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC, .root_dir = dir,
+    };
     uint32_t seq = first_seq;
 
     if (rmq_loop_init(&loop, NULL) < 0 || (disk = rmq_disk_uring_create(&loop, dir)) == NULL ||
