@@ -1067,7 +1067,7 @@ config_defaults(struct rmq_store_config *c)
     DEFAULT(batch_scratch, 1u << 20);
     DEFAULT(cq_entries, 300000);
     DEFAULT(cq_flush_interval_ms, 1000);
-    DEFAULT(file_reserved_hours, 72);
+    DEFAULT(file_reserved_ms, 72ull * 3600 * 1000);
     DEFAULT(delete_hours_mask, 1u << 4);
     DEFAULT(disk_max_used_ratio, 75);
     DEFAULT(disk_refuse_ratio, 90);

@@ -288,9 +288,9 @@ rmq_cq_entry(const struct rmq_store *s, const struct rmq_cq *q, int64_t qoff)
 static void
 entry_put(uint8_t *p, uint64_t phys, uint32_t size, int64_t tags)
 {
-    rmq_put_be64(p, phys);
-    rmq_put_be32(p + 8, size);
-    rmq_put_be64(p + 12, (uint64_t)tags);
+    const struct rmq_cq_entry e = {(int64_t)phys, (int32_t)size, tags};
+
+    rmq_cq_entry_encode(p, &e);
 }
 
 static void

@@ -5,8 +5,11 @@
  */
 #include "store/options.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "core/log.h"
 
 #define OPT(field) offsetof(struct rmq_store_options, field)
 
@@ -38,20 +41,71 @@ const struct rmq_config_key rmq_store_option_keys[] = {
      NULL, "percent of the disk in use that triggers early deletion"},
     {"maxMessageSize", RMQ_CONFIG_I64, OPT(maxMessageSize), 0, "4194304", 1024, 64 << 20, NULL,
      "largest message body accepted, bytes"},
+    {"flushIntervalConsumeQueue", RMQ_CONFIG_I64, OPT(flushIntervalConsumeQueue), 0, "1000", 10,
+     60000, NULL, "ms between checkpoints (consume queues fdatasync'd, checkpoint written)"},
+    {"diskSpaceWarningLevelRatio", RMQ_CONFIG_I64, OPT(diskSpaceWarningLevelRatio), 0, "90",
+     10, 99, NULL, "percent of the disk in use at which sends are refused (disk full)"},
+    {"diskSpaceCleanForciblyRatio", RMQ_CONFIG_I64, OPT(diskSpaceCleanForciblyRatio), 0, "85",
+     10, 99, NULL, "percent of the disk in use at which unexpired segments are deleted too"},
+    {"cleanResourceInterval", RMQ_CONFIG_I64, OPT(cleanResourceInterval), 0, "10000", 10,
+     3600000, NULL, "ms between disk space and retention checks"},
 };
 
 const size_t rmq_store_option_key_count =
     sizeof(rmq_store_option_keys) / sizeof(rmq_store_option_keys[0]);
 
-void
+int64_t
+rmq_store_delete_when_mask(const char *s)
+{
+    int64_t mask = 0;
+
+    while (*s != '\0') {
+        int h;
+
+        if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' ||
+            (h = (s[0] - '0') * 10 + (s[1] - '0')) > 23) {
+            return -1;
+        }
+        mask |= (int64_t)1 << h;
+        s += 2;
+        if (*s == ';') {
+            s++;
+            if (*s == '\0') {
+                return -1;
+            }
+        } else if (*s != '\0') {
+            return -1;
+        }
+    }
+    return mask != 0 ? mask : -1;
+}
+
+int
 rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_config *out)
 {
+    int64_t mask = rmq_store_delete_when_mask(o->deleteWhen);
+
+    if (mask < 0) {
+        RMQ_ERROR("config: deleteWhen=\"%s\" is not hours 00-23 separated by ';' (e.g. 04 or "
+                  "01;04)", o->deleteWhen);
+        return -EINVAL;
+    }
     out->seg_size = (uint64_t)o->mappedFileSizeCommitLog & ~(uint64_t)4095;
     out->flush_type = o->flushDiskType == 1 ? RMQ_FLUSH_SYNC : RMQ_FLUSH_ASYNC;
     out->flush_interval_ms = (uint32_t)o->flushIntervalCommitLog;
     out->flush_least_pages = (uint32_t)o->flushCommitLogLeastPages;
     out->sync_flush_timeout_ms = (uint32_t)o->syncFlushTimeout;
     out->max_message_size = (uint32_t)o->maxMessageSize;
+    out->root_dir = o->storePathRootDir;
+    out->cq_entries = (uint32_t)(o->mappedFileSizeConsumeQueue / RMQ_CQ_ENTRY_SIZE);
+    out->cq_flush_interval_ms = (uint32_t)o->flushIntervalConsumeQueue;
+    out->file_reserved_ms = (uint64_t)o->fileReservedTime * 3600 * 1000;
+    out->delete_hours_mask = (uint32_t)mask;
+    out->disk_max_used_ratio = (uint32_t)o->diskMaxUsedSpaceRatio;
+    out->disk_refuse_ratio = (uint32_t)o->diskSpaceWarningLevelRatio;
+    out->disk_force_ratio = (uint32_t)o->diskSpaceCleanForciblyRatio;
+    out->clean_interval_ms = (uint32_t)o->cleanResourceInterval;
+    return 0;
 }
 
 void

@@ -27,13 +27,22 @@ struct rmq_store_options {
     char deleteWhen[64];                            /* hours of the day, "04" or "01;04" */
     int64_t diskMaxUsedSpaceRatio;                  /* percent */
     int64_t maxMessageSize;
+    int64_t flushIntervalConsumeQueue;
+    int64_t diskSpaceWarningLevelRatio;             /* percent */
+    int64_t diskSpaceCleanForciblyRatio;            /* percent */
+    int64_t cleanResourceInterval;
 };
 
 extern const struct rmq_config_key rmq_store_option_keys[];
 extern const size_t rmq_store_option_key_count;
 
-/* Runtime config from options; out->... fields not covered keep their defaults. */
-void rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_config *out);
+/* Runtime config from options; out->... fields not covered keep their defaults.
+ * out->root_dir points into o: o must outlive the store. -EINVAL with a log line for a
+ * deleteWhen that is not hours 00-23 separated by ';'. */
+int rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_config *out);
+
+/* deleteWhen ("04", "01;04") as a bit mask of hours; -1 when malformed. */
+int64_t rmq_store_delete_when_mask(const char *s);
 
 /* The commitlog directory these options name (storePathCommitLog or the root's). */
 void rmq_store_options_commitlog_dir(const struct rmq_store_options *o, char *out, size_t len);

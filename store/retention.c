@@ -3,7 +3,7 @@
  *   - used >= disk_refuse_ratio: appends are refused with -ENOSPC (a status that says
  *     "disk full"), and accepted again by themselves once usage drops below it;
  *   - the oldest segment goes when it expired (its last write is older than
- *     file_reserved_hours) and either the hour is in deleteWhen or used >=
+ *     file_reserved_ms) and either the hour is in deleteWhen or used >=
  *     disk_max_used_ratio; when used >= disk_force_ratio it goes even unexpired, as
  *     in the reference (diskSpaceCleanForciblyRatio).
  * One segment per step, 100 ms apart while there is work, so appends never stall
@@ -118,7 +118,7 @@ delete_step(struct rmq_store *s, int used)
         last_write = now;
     }
     localtime_r(&t, &tm);
-    expired = now - last_write > (int64_t)s->cfg.file_reserved_hours * 3600 * 1000;
+    expired = now - last_write > (int64_t)s->cfg.file_reserved_ms;
     in_window = (s->cfg.delete_hours_mask >> tm.tm_hour) & 1;
     force = used >= (int)s->cfg.disk_force_ratio;
     if (!(expired && (in_window || used >= (int)s->cfg.disk_max_used_ratio)) && !force) {

@@ -54,7 +54,7 @@ struct rmq_store_config {
     const char *root_dir;           /* storePathRootDir: consumequeue/, checkpoint, abort */
     uint32_t cq_entries;            /* mappedFileSizeConsumeQueue / 20; default 300000 */
     uint32_t cq_flush_interval_ms;  /* flushIntervalConsumeQueue: checkpoint period; 1000 */
-    uint32_t file_reserved_hours;   /* fileReservedTime; default 72 */
+    uint64_t file_reserved_ms;      /* fileReservedTime (hours) in ms; default 72 h */
     uint32_t delete_hours_mask;     /* deleteWhen: bit h = hour h of the day; default 1<<4 */
     uint32_t disk_max_used_ratio;   /* diskMaxUsedSpaceRatio, percent: delete early above */
     uint32_t disk_refuse_ratio;     /* diskSpaceWarningLevelRatio, percent: refuse appends */

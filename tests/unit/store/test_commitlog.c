@@ -4,166 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/clock.h"
-#include "core/log.h"
-#include "core/loop.h"
 #include "core/util.h"
-#include "store/store.h"
-#include "store/store_int.h"
-#include "tests/unit/store/fake_disk.h"
+#include "tests/unit/store/harness.h"
 
-#define MAXMSG 4096
-
-struct tmsg {
-    struct rmq_store_msg m;
-    int status;
-    bool done;
-    uint8_t body[4000];
-    char topic[16];
-};
-
-static struct rmq_loop loop;
-static struct fake_disk *fd_;
-static struct rmq_store *st;
-static struct tmsg msgs[MAXMSG];
-static int acked;
-static int finished;
-
-static void
-msg_done(struct rmq_store_msg *m, int status)
-{
-    struct tmsg *t = rmq_container_of(m, struct tmsg, m);
-
-    cr_assert_not(t->done, "done twice");
-    t->done = true;
-    t->status = status;
-    finished++;
-    acked += status == 0;
-}
-
-static void
-fill(struct tmsg *t, int i, uint32_t body_len, int queue_id)
-{
-    static const uint8_t lo[4] = {127, 0, 0, 1};
-
-    memset(t, 0, sizeof(*t));
-    for (uint32_t k = 0; k < body_len; k++) {
-        t->body[k] = (uint8_t)(i * 7 + k);
-    }
-    snprintf(t->topic, sizeof(t->topic), "T%d", queue_id % 3);
-    t->m.rec.topic = t->topic;
-    t->m.rec.topic_len = (uint8_t)strlen(t->topic);
-    t->m.rec.queue_id = queue_id;
-    t->m.rec.body = t->body;
-    t->m.rec.body_len = body_len;
-    t->m.rec.born_ts = 1700000000000LL + i;
-    memcpy(t->m.rec.born_ip, lo, 4);
-    memcpy(t->m.rec.store_ip, lo, 4);
-    t->m.rec.store_port = 10911;
-    t->m.rec.props = "TAGS\001A\002";
-    t->m.rec.props_len = 7;
-    t->m.done = msg_done;
-}
-
-static void
-run_until_finished(int want)
-{
-    for (int i = 0; i < 100000 && finished < want; i++) {
-        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
-    }
-    cr_assert_eq(finished, want, "finished %d of %d", finished, want);
-}
-
-static char root[64];
-
-static void
-open_store(struct rmq_store_config *cfg)
-{
-    cfg->root_dir = root;
-    cr_assert_eq(rmq_store_open(&st, &loop, fake_disk_base(fd_), cfg), 0);
-}
-
-static bool closed;
-
-static void
-close_done(struct rmq_store *s, void *arg)
-{
-    (void)s;
-    (void)arg;
-    closed = true;
-}
-
-static void
-close_store(void)
-{
-    closed = false;
-    rmq_store_close(st, close_done, NULL);
-    for (int i = 0; i < 10000 && !closed; i++) {
-        rmq_loop_run_once(&loop, 1000000);
-    }
-    cr_assert(closed);
-    rmq_store_destroy(st);
-    st = NULL;
-}
-
-/* Remove the store root (or just empty it for the next round). */
-static void
-wipe_root(bool keep)
-{
-    char cmd[160];
-
-    snprintf(cmd, sizeof(cmd), keep ? "rm -rf %s/*" : "rm -rf %s", root);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static void
-setup(void)
-{
-    rmq_log_set_level(RMQ_LOG_WARN);
-    snprintf(root, sizeof(root), "/tmp/rmq-cl-XXXXXX");
-    cr_assert_not_null(mkdtemp(root));
-    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    fd_ = fake_disk_create(&loop);
-    acked = finished = 0;
-}
-
-static void
-teardown(void)
-{
-    if (st != NULL) {
-        rmq_store_destroy(st);
-        st = NULL;
-    }
-    fake_disk_destroy(fd_);
-    rmq_loop_fini(&loop);
-    wipe_root(false);
-}
-
-/* Every acknowledged message reads back byte for byte from the log. */
-static void
-verify_acked(int n)
-{
-    static uint8_t buf[8192];
-
-    for (int i = 0; i < n; i++) {
-        struct rmq_record r;
-        struct tmsg *t = &msgs[i];
-
-        if (!t->done || t->status != 0) {
-            continue;
-        }
-        cr_assert_eq(rmq_store_read(st, (uint64_t)t->m.rec.phys_off, buf, t->m.rec.total_size),
-                     (ssize_t)t->m.rec.total_size, "msg %d unreadable", i);
-        cr_assert_eq(rmq_record_decode(buf, t->m.rec.total_size, true, &r, NULL),
-                     t->m.rec.total_size, "msg %d corrupt", i);
-        cr_assert_eq(r.body_len, t->m.rec.body_len);
-        cr_assert_eq(memcmp(r.body, t->body, r.body_len), 0, "msg %d body differs", i);
-        cr_assert_eq(r.queue_off, t->m.rec.queue_off);
-        cr_assert_eq(r.queue_id, t->m.rec.queue_id);
-    }
-}
-
-TestSuite(commitlog, .init = setup, .fini = teardown);
+TestSuite(commitlog, .init = store_setup, .fini = store_teardown);
 
 Test(commitlog, append_read_back_and_reopen)
 {
@@ -357,11 +201,12 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
     int seeds = getenv("RMQ_CRASH_SEEDS") ? atoi(getenv("RMQ_CRASH_SEEDS")) : 2000;
     long sync_acked = 0;        /* acknowledged under SYNC_FLUSH before the crash */
     long lost = 0;              /* appended, not acknowledged, gone after recovery */
+    long from_checkpoint = 0;   /* recoveries that started past the log's beginning */
 
     for (int seed = 1; seed <= seeds; seed++) {
         struct rmq_store_config cfg = {
             .seg_size = 8192, .flush_type = (seed % 4) ? RMQ_FLUSH_SYNC : RMQ_FLUSH_ASYNC,
-            .flush_least_pages = 1,
+            .flush_least_pages = 1, .cq_entries = 50,
         };
         uint32_t rs = (uint32_t)seed * 7919u;
         int n = 0;
@@ -375,6 +220,12 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
 
             rs = rs * 1103515245u + 12345u;
             burst = 1 + (int)((rs >> 8) % 6);
+            if (step == steps / 2 && (seed & 1)) {
+                rmq_store__checkpoint(st);  /* lands, or not, before the crash */
+                for (int w = 0; w < (seed >> 1) % 8; w++) {
+                    rmq_loop_run_once(&loop, 1000000);
+                }
+            }
             for (int k = 0; k < burst && n < 200; k++, n++) {
                 rs = rs * 1103515245u + 12345u;
                 fill(&msgs[n], n, (rs >> 8) % 600, (int)((rs >> 20) % 4));
@@ -384,6 +235,7 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
         }
         rmq_loop_run_once(&loop, 0);
         /* crash: no close, pending completions vanish */
+        garble_queue_tails((uint32_t)seed);
         fake_disk_crash(fd_, (uint32_t)seed);
         rmq_store_destroy(st);
         st = NULL;
@@ -412,6 +264,8 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
         if (cfg.flush_type == RMQ_FLUSH_SYNC) {
             verify_acked(n);
         }
+        verify_queues_against_log();
+        from_checkpoint += rmq_store_stats(st)->recovery_start > 0;
         /* what survived is whole: queue offsets never below what acked records need */
         for (int q = 0; q < 4; q++) {
             char topic[8];
@@ -430,4 +284,5 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
     /* the workload really crashes mid-flight: some acknowledged, some lost */
     cr_assert_gt(sync_acked, 0);
     cr_assert_gt(lost, 0);
+    cr_assert_gt(from_checkpoint, seeds / 10, "%ld of %d", from_checkpoint, seeds);
 }

@@ -33,9 +33,16 @@ Test(store_options, rocketmq_defaults)
     cr_assert_str_eq(o.deleteWhen, "04");
     cr_assert_eq(o.diskMaxUsedSpaceRatio, 75);
     cr_assert_eq(o.maxMessageSize, 4194304);
-    rmq_store_options_apply(&o, &cfg);
+    cr_assert_eq(rmq_store_options_apply(&o, &cfg), 0);
     cr_assert_eq(cfg.seg_size, 1u << 30);
     cr_assert_eq(cfg.flush_type, RMQ_FLUSH_ASYNC);
+    cr_assert_eq(cfg.cq_entries, 300000);
+    cr_assert_eq(cfg.file_reserved_ms, 72ull * 3600 * 1000);
+    cr_assert_eq(cfg.delete_hours_mask, 1u << 4);
+    cr_assert_eq(cfg.disk_max_used_ratio, 75);
+    cr_assert_eq(cfg.disk_refuse_ratio, 90);
+    cr_assert_eq(cfg.disk_force_ratio, 85);
+    cr_assert_str_eq(cfg.root_dir, "./data");
     rmq_store_options_commitlog_dir(&o, dir, sizeof(dir));
     cr_assert_str_eq(dir, "./data/commitlog");
 }
@@ -53,7 +60,7 @@ Test(store_options, broker_conf_names_on_the_command_line)
     char *small[] = {"rmq-broker", "--mappedFileSizeCommitLog=4096", NULL};
 
     cr_assert_eq(rmq_config_parse_args(&s, &o, 5, argv, err, sizeof(err)), 0, "%s", err);
-    rmq_store_options_apply(&o, &cfg);
+    cr_assert_eq(rmq_store_options_apply(&o, &cfg), 0);
     cr_assert_eq(cfg.flush_type, RMQ_FLUSH_SYNC);
     cr_assert_eq(cfg.seg_size, 65536);
     cr_assert_eq(cfg.sync_flush_timeout_ms, 250);
@@ -63,4 +70,15 @@ Test(store_options, broker_conf_names_on_the_command_line)
     cr_assert(strstr(err, "flushDiskType"), "%s", err);
     cr_assert_eq(rmq_config_parse_args(&s, &o, 2, small, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "mappedFileSizeCommitLog"), "%s", err);
+}
+
+Test(store_options, delete_when_hours)
+{
+    cr_assert_eq(rmq_store_delete_when_mask("04"), 1 << 4);
+    cr_assert_eq(rmq_store_delete_when_mask("01;04;23"), (1 << 1) | (1 << 4) | (1 << 23));
+    cr_assert_eq(rmq_store_delete_when_mask("24"), -1);
+    cr_assert_eq(rmq_store_delete_when_mask("4"), -1);
+    cr_assert_eq(rmq_store_delete_when_mask("04;"), -1);
+    cr_assert_eq(rmq_store_delete_when_mask("04,05"), -1);
+    cr_assert_eq(rmq_store_delete_when_mask(""), -1);
 }

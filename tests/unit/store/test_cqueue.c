@@ -1,0 +1,386 @@
+/* Consume queues, pulls, checkpoint recovery, retention and disk-full handling. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/be.h"
+#include "core/clock.h"
+#include "core/util.h"
+#include "store/record.h"
+#include "tests/unit/store/harness.h"
+
+TestSuite(cqueue, .init = store_setup, .fini = store_teardown, .timeout = 60);
+
+/* Messages 0..n-1 into queue q (topic T<q%3>); every fifth carries tag B. */
+static void
+append_n(int from, int n, int q, uint32_t body)
+{
+    for (int i = from; i < from + n; i++) {
+        fill(&msgs[i], i, body, q);
+        if (i % 5 == 0) {
+            msgs[i].m.rec.props = "TAGS\001B\002";
+        }
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_until_finished(from + n);
+}
+
+static void
+get(int64_t off, uint32_t max, const int32_t *codes, uint32_t ncodes,
+    struct rmq_store_range *r, struct rmq_get_result *out)
+{
+    rmq_store_get(st, "T0", 2, 0, off, max, codes, ncodes, r, out);
+}
+
+/* Every entry of T0/0 in [min, max) points at the record holding that queue offset. */
+static void
+verify_queue(int64_t want_max)
+{
+    static uint8_t buf[8192];
+    struct rmq_cq *q = rmq_cq_find(st, "T0", 2, 0);
+
+    cr_assert_not_null(q);
+    cr_assert_eq(q->max, want_max, "max %lld want %lld", (long long)q->max,
+                 (long long)want_max);
+    for (int64_t i = q->min; i < q->max; i++) {
+        struct rmq_cq_entry e;
+        struct rmq_record r;
+
+        rmq_cq_entry_decode(rmq_cq_entry(st, q, i), &e);
+        cr_assert_eq(rmq_store_read(st, (uint64_t)e.phys_off, buf, (size_t)e.size), e.size,
+                     "entry %lld unreadable", (long long)i);
+        cr_assert_eq(rmq_record_decode(buf, (size_t)e.size, true, &r, NULL), e.size);
+        cr_assert_eq(r.queue_off, i);
+        cr_assert_eq(r.queue_id, 0);
+        cr_assert_eq(e.tags_code, rmq_tag_hash(r.props + 5, 1));   /* "TAGS\001<t>\002" */
+    }
+}
+
+Test(cqueue, entries_follow_the_log_and_pulls_map_to_statuses)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 100};
+    struct rmq_store_range r[1000];
+    struct rmq_get_result g;
+    int32_t tag_b = (int32_t)rmq_tag_hash("B", 1);
+    int32_t nothing = 12345;
+    char path[256];
+    struct stat sb;
+    int fd;
+    uint8_t raw[RMQ_CQ_ENTRY_SIZE];
+    struct rmq_cq_entry e;
+
+    open_store(&cfg);
+    append_n(0, 250, 0, 50);
+    verify_queue(250);
+    cr_assert_eq(rmq_store_queue_min(st, "T0", 2, 0), 0);
+    cr_assert_eq(rmq_store_queue_min(st, "T9", 2, 0), -1);
+
+    get(0, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_FOUND);
+    cr_assert_eq(g.count, 32);
+    cr_assert_eq(g.next_begin, 32);
+    cr_assert_eq(g.max_off, 250);
+    for (int i = 0; i < 32; i++) {
+        cr_assert_eq(r[i].phys, (uint64_t)msgs[i].m.rec.phys_off);
+        cr_assert_eq(r[i].len, msgs[i].m.rec.total_size);
+    }
+    /* a pull stops at the end of a consume queue file */
+    get(90, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.count, 10);
+    cr_assert_eq(g.next_begin, 100);
+    /* the in-memory batch limit: 32 messages whatever the client asks */
+    get(100, 1000, NULL, 0, r, &g);
+    cr_assert_eq(g.count, 32);
+    cr_assert_eq(g.next_begin, 132);
+    /* tag filter: only B (every fifth); entries scanned count towards nextBeginOffset */
+    get(1, 4, &tag_b, 1, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_FOUND);
+    cr_assert_eq(g.count, 4);
+    cr_assert_eq(r[0].phys, (uint64_t)msgs[5].m.rec.phys_off);
+    cr_assert_eq(r[3].phys, (uint64_t)msgs[20].m.rec.phys_off);
+    cr_assert_eq(g.next_begin, 21);
+    get(0, 32, &nothing, 1, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_NO_MATCHED_MESSAGE);
+    cr_assert_eq(g.next_begin, 100);
+    /* the offset corrections */
+    get(250, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_OFFSET_OVERFLOW_ONE);
+    cr_assert_eq(g.next_begin, 250);
+    get(300, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_OFFSET_OVERFLOW_BADLY);
+    cr_assert_eq(g.next_begin, 250);
+    rmq_store_get(st, "T0", 2, 7, 0, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_NO_MATCHED_LOGIC_QUEUE);
+    cr_assert_str_eq(rmq_get_status_name(RMQ_GET_OFFSET_OVERFLOW_ONE), "OFFSET_OVERFLOW_ONE");
+
+    /* files: 20-digit byte offsets, cq_entries * 20 bytes each, entries in the spec layout */
+    for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof(path), "%s/consumequeue/T0/0/%020d", root, k * 2000);
+        cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
+        cr_assert_eq(sb.st_size, 2000);
+    }
+    snprintf(path, sizeof(path), "%s/consumequeue/T0/0/%020d", root, 2000);
+    fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pread(fd, raw, sizeof(raw), 5 * RMQ_CQ_ENTRY_SIZE), (ssize_t)sizeof(raw));
+    close(fd);
+    rmq_cq_entry_decode(raw, &e);
+    cr_assert_eq(e.phys_off, msgs[105].m.rec.phys_off);
+    cr_assert_eq(e.size, (int32_t)msgs[105].m.rec.total_size);
+    cr_assert_eq(e.tags_code, 66);             /* "B".hashCode() */
+
+    /* an entry appears only once its record is written */
+    fill(&msgs[250], 250, 10, 0);
+    rmq_store_append(st, &msgs[250].m);
+    cr_assert_eq(rmq_store_queue_max(st, "T0", 2, 0), 250);
+    run_until_finished(251);
+    cr_assert_eq(rmq_store_queue_max(st, "T0", 2, 0), 251);
+}
+
+Test(cqueue, invalid_topic_names_are_refused)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20};
+
+    open_store(&cfg);
+    fill(&msgs[0], 0, 10, 0);
+    msgs[0].m.rec.topic = "../x";
+    msgs[0].m.rec.topic_len = 4;
+    rmq_store_append(st, &msgs[0].m);
+    run_until_finished(1);
+    cr_assert_eq(msgs[0].status, -EINVAL);
+}
+
+Test(cqueue, clean_restart_trusts_the_checkpoint)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 100};
+    char path[256];
+    uint64_t end;
+
+    open_store(&cfg);
+    snprintf(path, sizeof(path), "%s/abort", root);
+    cr_assert_eq(access(path, F_OK), 0, "abort file while running");
+    append_n(0, 300, 0, 40);
+    end = rmq_store_written_off(st);
+    close_store();
+    cr_assert_neq(access(path, F_OK), 0, "abort file after a clean close");
+
+    open_store(&cfg);
+    cr_assert_eq(rmq_store_stats(st)->recovery_start, end);
+    cr_assert_eq(rmq_store_stats(st)->recovered_bytes, 0);
+    cr_assert_eq(rmq_store_stats(st)->cq_entries_rebuilt, 0);
+    verify_queue(300);
+    append_n(300, 5, 0, 40);
+    cr_assert_eq(msgs[304].m.rec.queue_off, 304);
+    verify_queue(305);
+}
+
+Test(cqueue, crash_recovery_scans_only_past_the_checkpoint)
+{
+    struct rmq_store_config cfg = {
+        .seg_size = 1 << 20, .cq_entries = 100, .flush_type = RMQ_FLUSH_SYNC,
+        .cq_flush_interval_ms = 60000,
+    };
+    uint64_t cp;
+
+    open_store(&cfg);
+    append_n(0, 200, 0, 40);
+    checkpoint_now();
+    cp = rmq_store_written_off(st);
+    append_n(200, 100, 0, 40);
+    crash_and_reopen(&cfg, 7);
+    cr_assert_eq(rmq_store_stats(st)->recovery_start, cp);
+    cr_assert_eq(rmq_store_stats(st)->cq_entries_rebuilt, 100);
+    cr_assert_eq(rmq_store_stats(st)->recovered_bytes,
+                 rmq_store_written_off(st) - cp);
+    verify_queue(300);
+}
+
+/* Power loss among queue entries written after the checkpoint: holes and stale
+ * entries pointing past the log end. Recovery rebuilds the one and erases the other. */
+Test(cqueue, holes_and_stale_entries_past_the_checkpoint_are_repaired)
+{
+    struct rmq_store_config cfg = {
+        .seg_size = 1 << 20, .cq_entries = 1000, .flush_type = RMQ_FLUSH_SYNC,
+        .cq_flush_interval_ms = 60000,
+    };
+    char path[256];
+    uint8_t ent[RMQ_CQ_ENTRY_SIZE];
+    uint64_t end;
+    int fd;
+
+    open_store(&cfg);
+    append_n(0, 50, 0, 40);
+    checkpoint_now();
+    append_n(50, 50, 0, 40);
+    end = rmq_store_written_off(st);
+    rmq_store_destroy(st);                      /* crash */
+    st = NULL;
+    snprintf(path, sizeof(path), "%s/consumequeue/T0/0/%020d", root, 0);
+    fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    memset(ent, 0, sizeof(ent));
+    cr_assert_eq(pwrite(fd, ent, sizeof(ent), 70 * RMQ_CQ_ENTRY_SIZE), (ssize_t)sizeof(ent));
+    for (int k = 100; k < 120; k++) {
+        struct rmq_cq_entry e = {(int64_t)end + k * 100, 100, 65};
+
+        rmq_cq_entry_encode(ent, &e);
+        cr_assert_eq(pwrite(fd, ent, sizeof(ent), (off_t)k * RMQ_CQ_ENTRY_SIZE),
+                     (ssize_t)sizeof(ent));
+    }
+    close(fd);
+    rmq_loop_fini(&loop);
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    fake_disk_attach(fd_, &loop);
+    open_store(&cfg);
+    verify_queue(100);
+    for (int64_t k = 100; k < 120; k++) {
+        static const uint8_t zero[RMQ_CQ_ENTRY_SIZE];
+        struct rmq_cq *q = rmq_cq_find(st, "T0", 2, 0);
+
+        cr_assert_eq(memcmp(rmq_cq_entry(st, q, k), zero, sizeof(zero)), 0,
+                     "stale entry %lld survived", (long long)k);
+    }
+    /* new messages take the freed offsets */
+    append_n(100, 3, 0, 40);
+    cr_assert_eq(msgs[100].m.rec.queue_off, 100);
+    verify_queue(103);
+}
+
+Test(cqueue, lost_queue_files_are_rebuilt_from_the_log)
+{
+    struct rmq_store_config cfg = {.seg_size = 4096, .cq_entries = 100};
+
+    open_store(&cfg);
+    append_n(0, 60, 0, 100);
+    close_store();
+    wipe_root(true);                            /* consumequeue/, checkpoint, abort gone */
+    open_store(&cfg);
+    cr_assert_eq(rmq_store_stats(st)->recovery_start, 0);
+    verify_queue(60);
+}
+
+Test(cqueue, offset_by_time_and_earliest_store_time)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20};
+    int64_t t0;
+    int64_t t1;
+    int64_t t2;
+
+    open_store(&cfg);
+    cr_assert_eq(rmq_store_earliest_time(st), -1);
+    append_n(0, 10, 0, 10);
+    run_for_ms(30);
+    append_n(10, 10, 0, 10);
+    run_for_ms(30);
+    append_n(20, 10, 0, 10);
+    t0 = msgs[0].m.rec.store_ts;
+    t1 = msgs[10].m.rec.store_ts;
+    t2 = msgs[20].m.rec.store_ts;
+    cr_assert_gt(t1, msgs[9].m.rec.store_ts);
+    cr_assert_gt(t2, msgs[19].m.rec.store_ts);
+    cr_assert_eq(rmq_store_earliest_time(st), t0);
+    cr_assert_eq(rmq_store_queue_earliest_time(st, "T0", 2, 0), t0);
+    cr_assert_eq(rmq_store_queue_earliest_time(st, "T0", 2, 5), -1);
+    /* exact hit: the first message stored at that time */
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 0, t1), 10);
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 0, t2), 20);
+    /* before everything, after everything, nearer neighbour */
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 0, t0 - 1000), 0);
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 0, t2 + 100000), 29);
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 0, t1 - 1), 10);
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 0,
+                                                msgs[9].m.rec.store_ts + 1), 9);
+    cr_assert_eq(rmq_store_queue_offset_by_time(st, "T0", 2, 9, t1), 0);
+}
+
+Test(cqueue, retention_deletes_old_segments_and_queue_files)
+{
+    /* records of 300 bytes: 13 per 4 KiB segment; 10 entries per queue file */
+    struct rmq_store_config cfg = {
+        .seg_size = 4096, .cq_entries = 10, .flush_type = RMQ_FLUSH_SYNC,
+        .file_reserved_ms = 1, .delete_hours_mask = 0xFFFFFF, .clean_interval_ms = 5,
+    };
+    struct rmq_store_range r[32];
+    struct rmq_get_result g;
+    int64_t min;
+    uint64_t last_seg;
+
+    open_store(&cfg);
+    append_n(0, 130, 0, 200);
+    last_seg = (uint64_t)msgs[129].m.rec.phys_off / 4096 * 4096;
+    for (int i = 0; i < 2000 && rmq_store_min_off(st) < last_seg; i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert_eq(rmq_store_min_off(st), last_seg, "min %llu want %llu",
+                 (unsigned long long)rmq_store_min_off(st), (unsigned long long)last_seg);
+    cr_assert_eq(st->seg_count, 1);
+    cr_assert_not(fake_disk_has_seg(fd_, 0));
+    cr_assert_gt(rmq_store_stats(st)->cq_files_deleted, 0);
+    min = rmq_store_queue_min(st, "T0", 2, 0);
+    cr_assert_eq((uint64_t)msgs[min].m.rec.phys_off, last_seg, "queue min %lld", (long long)min);
+    cr_assert_eq((uint64_t)msgs[min - 1].m.rec.phys_off < last_seg, true);
+    get(0, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_OFFSET_TOO_SMALL);
+    cr_assert_eq(g.next_begin, min);
+    get(min, 32, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_FOUND);
+    cr_assert_eq(r[0].phys, last_seg);
+    verify_queue(130);
+    /* appends go on; after a restart the log starts where retention left it */
+    append_n(130, 5, 0, 200);
+    close_store();
+    open_store(&cfg);
+    cr_assert_geq(rmq_store_min_off(st), last_seg);
+    verify_queue(135);
+}
+
+Test(cqueue, disk_over_the_warning_ratio_refuses_until_space_returns)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .clean_interval_ms = 5};
+
+    fake_disk_set_space(fd_, 1000, 50);         /* 95% used */
+    open_store(&cfg);
+    fill(&msgs[0], 0, 10, 0);
+    rmq_store_append(st, &msgs[0].m);
+    run_until_finished(1);
+    cr_assert_eq(msgs[0].status, -ENOSPC);
+    cr_assert_eq(rmq_store_stats(st)->disk_full_refusals, 1);
+    fake_disk_set_space(fd_, 1000, 500);
+    run_for_ms(30);
+    fill(&msgs[1], 1, 10, 0);
+    rmq_store_append(st, &msgs[1].m);
+    run_until_finished(2);
+    cr_assert_eq(msgs[1].status, 0);
+}
+
+Test(cqueue, no_room_for_the_next_segment_refuses_then_resumes)
+{
+    struct rmq_store_config cfg = {.seg_size = 4096, .flush_type = RMQ_FLUSH_SYNC};
+    int refused = 0;
+    int n = 0;
+
+    open_store(&cfg);
+    run_for_ms(5);                              /* the next segment is prepared */
+    fake_disk_fail_prepare(fd_, -ENOSPC);
+    for (; n < 60; n++) {                       /* ~4.5 segments worth of 300-byte records */
+        fill(&msgs[n], n, 200, 0);
+        rmq_store_append(st, &msgs[n].m);
+        run_until_finished(n + 1);
+        refused += msgs[n].status == -ENOSPC;
+        cr_assert(msgs[n].status == 0 || msgs[n].status == -ENOSPC, "status %d",
+                  msgs[n].status);
+    }
+    cr_assert_gt(refused, 0);
+    cr_assert_lt(refused, 60);
+    fake_disk_fail_prepare(fd_, 0);
+    run_for_ms(1200);                           /* the retry runs every second */
+    fill(&msgs[n], n, 200, 0);
+    rmq_store_append(st, &msgs[n].m);
+    run_until_finished(n + 1);
+    cr_assert_eq(msgs[n].status, 0);
+    verify_acked(n + 1);
+}
