@@ -682,6 +682,9 @@ rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m)
         return;
     }
     if (s->disk_full) {
+        rmq_store__recheck_space(s);
+    }
+    if (s->disk_full) {
         s->stats.disk_full_refusals++;
         complete(s, m, -ENOSPC);
         return;

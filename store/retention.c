@@ -26,6 +26,9 @@
 #include "store/store_int.h"
 
 #define STEP_NS (100 * 1000000ull)
+#define FULL_NS (1000 * 1000000ull)
+
+static int space_used(struct rmq_store *s);
 
 bool
 rmq_topic_name_ok(const char *topic, uint32_t len)
@@ -59,6 +62,21 @@ remove_done(struct rmq_disk_req *req, int32_t res)
 /* Space check; returns the used percentage, or -1 when unknown. */
 static int
 check_space(struct rmq_store *s)
+{
+    s->space_checked_ns = s->loop->now_ns;
+    return space_used(s);
+}
+
+void
+rmq_store__recheck_space(struct rmq_store *s)
+{
+    if (s->loop->now_ns - s->space_checked_ns >= STEP_NS) {
+        check_space(s);
+    }
+}
+
+static int
+space_used(struct rmq_store *s)
 {
     uint64_t total = 0;
     uint64_t avail = 0;
@@ -161,8 +179,11 @@ clean_fire(struct rmq_timer *t)
     }
     rmq_loop_defer(s->loop, &s->submit);
     if (!s->closing) {
-        rmq_timer_arm(s->loop, &s->clean_timer,
-                      more ? STEP_NS : (uint64_t)s->cfg.clean_interval_ms * 1000000u, clean_fire);
+        uint64_t next = (uint64_t)s->cfg.clean_interval_ms * 1000000u;
+
+        /* a full disk is watched closely so appends resume soon after space returns */
+        next = more ? STEP_NS : s->disk_full || s->prep_failed ? RMQ_MIN(next, FULL_NS) : next;
+        rmq_timer_arm(s->loop, &s->clean_timer, next, clean_fire);
     }
 }
 

@@ -147,6 +147,7 @@ struct rmq_store {
     /* retention and disk space */
     struct rmq_timer clean_timer;
     bool disk_full;                 /* over disk_refuse_ratio, or ENOSPC seen */
+    uint64_t space_checked_ns;
     bool remove_in_flight;
     struct rmq_disk_req remove_req;
     uint64_t min_off;               /* start of the first segment */
@@ -207,6 +208,8 @@ void rmq_store__checkpoint(struct rmq_store *s);
 /* ---- retention (retention.c) --------------------------------------------------------------- */
 
 void rmq_store__clean_start(struct rmq_store *s);
+/* While the disk is full: look again (at most every 100 ms) whether space returned. */
+void rmq_store__recheck_space(struct rmq_store *s);
 /* Prepare the next segment unless one is ready or being prepared (commitlog.c). */
 void rmq_store__prep_next(struct rmq_store *s);
 void rmq_store__checkpoint_init(struct rmq_store *s);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -131,7 +133,7 @@ append_n(int from, int n)
         rmq_store_append(st, &msgs[i].m);
     }
     while (finished < want) {
-        cr_assert_eq(rmq_loop_run_once(&loop, 10000000), 0);
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
     }
 }
 
@@ -249,6 +251,7 @@ child_main(uint32_t first_seq)
     static struct amsg ring[64];
     struct rmq_store_config cfg = {
         .seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC, .root_dir = dir,
+        .cq_entries = 1000, .cq_flush_interval_ms = 20,
     };
     uint32_t seq = first_seq;
 
@@ -330,12 +333,16 @@ Test(disk_uring, kill_9_under_sync_flush_loses_no_acknowledged_record, .timeout 
 
         /* recovery keeps every acknowledged record of every cycle so far */
         {
-            struct rmq_store_config cfg = {.seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC};
+            struct rmq_store_config cfg = {
+                .seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC, .cq_entries = 1000,
+            };
             uint8_t buf[1024];
 
             store_up(&cfg);
             for (size_t i = 0; i < nacks; i++) {
                 struct rmq_record r;
+                struct rmq_store_range range;
+                struct rmq_get_result g;
 
                 cr_assert_leq(acks[i].phys_off + acks[i].size, rmq_store_written_off(st),
                               "cycle %d: acked record seq %u lost", cycle, acks[i].seq);
@@ -344,8 +351,143 @@ Test(disk_uring, kill_9_under_sync_flush_loses_no_acknowledged_record, .timeout 
                 cr_assert_eq(rmq_record_decode(buf, acks[i].size, true, &r, NULL), acks[i].size,
                              "cycle %d: acked record seq %u corrupt", cycle, acks[i].seq);
                 cr_assert_eq(rmq_get_be32(r.body), acks[i].seq);
+                /* and its consume queue entry leads to it */
+                rmq_store_get(st, "CrashTopic", 10, r.queue_id, r.queue_off, 1, NULL, 0, &range,
+                              &g);
+                cr_assert_eq(g.status, RMQ_GET_FOUND, "cycle %d seq %u: %s", cycle,
+                             acks[i].seq, rmq_get_status_name(g.status));
+                cr_assert_eq(range.phys, acks[i].phys_off);
             }
             store_down();
         }
     }
+}
+
+/*
+ * A real full disk: a 6 MiB tmpfs mounted in a private mount namespace (a child
+ * process; unprivileged through a user namespace when not root). Appends run into
+ * ENOSPC when no next segment fits, are refused with -ENOSPC, nothing acknowledged
+ * is lost or corrupted, and appends resume by themselves once space is freed.
+ */
+static int
+private_tmpfs(const char *where, const char *opts)
+{
+    if (geteuid() != 0) {
+        char map[64];
+        uid_t uid = geteuid();
+        gid_t gid = getegid();
+        int fd;
+
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0) {
+            return -errno;
+        }
+        fd = open("/proc/self/setgroups", O_WRONLY);
+        if (fd >= 0) {
+            (void)!write(fd, "deny", 4);
+            close(fd);
+        }
+        snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+        fd = open("/proc/self/uid_map", O_WRONLY);
+        if (fd < 0 || write(fd, map, strlen(map)) < 0) {
+            return -errno;
+        }
+        close(fd);
+        snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+        fd = open("/proc/self/gid_map", O_WRONLY);
+        if (fd < 0 || write(fd, map, strlen(map)) < 0) {
+            return -errno;
+        }
+        close(fd);
+    } else if (unshare(CLONE_NEWNS) < 0) {
+        return -errno;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("rmq-test", where, "tmpfs", 0, opts) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+static int
+full_disk_child(void)
+{
+    struct rmq_store_config cfg = {
+        .seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC, .cq_entries = 1000,
+        .disk_refuse_ratio = 99, .disk_force_ratio = 99, .disk_max_used_ratio = 99,
+    };
+    char ballast[128];
+    int fd;
+    int acked = 0;
+    int refused = 0;
+    int n = 0;
+    int ret = private_tmpfs(dir, "size=6m");
+
+    if (ret < 0) {
+        fprintf(stderr, "full-disk test: cannot mount a private tmpfs: %s\n", strerror(-ret));
+        return 10;
+    }
+    snprintf(ballast, sizeof(ballast), "%s/ballast", dir);
+    fd = open(ballast, O_WRONLY | O_CREAT, 0644);
+    if (fd < 0 || fallocate(fd, 0, 0, 5632u << 10) < 0) {     /* leaves ~512 KiB */
+        return 11;
+    }
+    close(fd);
+    cfg.root_dir = dir;
+    if (rmq_loop_init(&loop, NULL) < 0 || (disk = rmq_disk_uring_create(&loop, dir)) == NULL ||
+        rmq_store_open(&st, &loop, disk, &cfg) < 0) {
+        return 12;
+    }
+    /* records of about 350 bytes until the disk is full: ~187 per 64 KiB segment */
+    while (refused == 0 && n < 2000) {
+        append_n(n, 1);
+        if (msgs[n].status == 0) {
+            acked++;
+        } else if (msgs[n].status == -ENOSPC) {
+            refused++;
+        } else {
+            fprintf(stderr, "full-disk test: append %d status %d\n", n, msgs[n].status);
+            return 13;
+        }
+        n++;
+    }
+    if (refused == 0 || acked < 100) {
+        fprintf(stderr, "full-disk test: acked %d refused %d\n", acked, refused);
+        return 14;
+    }
+    verify(acked);
+    store_down();
+    /* nothing lost or corrupted across a restart on the full disk */
+    store_up(&cfg);
+    verify(acked);
+    if (rmq_store_queue_max(st, "CrashTopic", 10, 0) != (acked + 3) / 4) {
+        return 15;
+    }
+    /* space returns: the retry (every second) prepares the next segment */
+    unlink(ballast);
+    for (uint64_t end = rmq_clock_mono_ns() + 1500000000ull; rmq_clock_mono_ns() < end;) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    msgs[n] = msgs[acked];
+    append_n(acked, 1);
+    if (msgs[acked].status != 0) {
+        fprintf(stderr, "full-disk test: after freeing space status %d\n", msgs[acked].status);
+        return 16;
+    }
+    verify(acked + 1);
+    store_down();
+    return 0;
+}
+
+Test(disk_uring, full_disk_refuses_appends_and_resumes_when_space_returns)
+{
+    int status = 0;
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        _exit(full_disk_child());
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit status %d (see stderr)",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
