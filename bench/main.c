@@ -21,7 +21,9 @@ usage(FILE *out)
             "          --runs=5 --iterations=200000\n"
             "  store   commitlog append throughput vs fio, SYNC_FLUSH latency vs a\n"
             "          write+fdatasync loop, group commit with 64 appenders\n"
-            "          --runs=3 --mib=256 --seg-mib=1024 --sync-samples=2000 --dir=PATH (last)\n");
+            "          --runs=3 --mib=256 --seg-mib=1024 --sync-samples=2000 --dir=PATH (last)\n"
+            "  recovery  store open time after a crash: from the checkpoint vs a full scan\n"
+            "          --runs=3 --log-mib=4096 --tail-mib=64 --dir=PATH (last)\n");
 }
 
 int
@@ -40,6 +42,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "store") == 0) {
         return rmq_bench_store(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "recovery") == 0) {
+        return rmq_bench_recovery(argc - 1, argv + 1);
     }
     fprintf(stderr, "rmq-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);

@@ -228,3 +228,9 @@ rmq_store__checkpoint_init(struct rmq_store *s)
         s->cp_syncs[i].s = s;
     }
 }
+
+void
+rmq_store_checkpoint(struct rmq_store *s)
+{
+    rmq_store__checkpoint(s);
+}

@@ -117,6 +117,10 @@ void rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m);
 /* Flush everything written, then call done (on the loop). New appends get -ESHUTDOWN. */
 void rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg),
                      void *arg);
+/* Take a checkpoint now (one runs every cq_flush_interval_ms anyway); stats.checkpoints
+ * counts the completed ones. */
+void rmq_store_checkpoint(struct rmq_store *s);
+
 /* Free; only after close completed (or if open failed half way). */
 void rmq_store_destroy(struct rmq_store *s);
 
