@@ -600,6 +600,17 @@ root_path(const struct rmq_store *s, const char *name, char *out, size_t len)
     snprintf(out, len, "%s/%s", s->cfg.root_dir, name);
 }
 
+static void
+cancel_timers(struct rmq_store *s)
+{
+    rmq_timer_cancel(s->loop, &s->flush_timer);
+    rmq_timer_cancel(s->loop, &s->timeout_timer);
+    rmq_timer_cancel(s->loop, &s->cp_timer);
+    rmq_timer_cancel(s->loop, &s->clean_timer);
+    rmq_timer_cancel(s->loop, &s->dispatch_retry);
+    rmq_timer_cancel(s->loop, &s->prep_retry);
+}
+
 /* Everything is written and flushed: a last checkpoint, then the abort file goes. */
 static void
 close_finish(struct rmq_store *s)
@@ -619,12 +630,7 @@ close_finish(struct rmq_store *s)
     }
     fn = s->close_done;
     s->close_done = NULL;
-    rmq_timer_cancel(s->loop, &s->flush_timer);
-    rmq_timer_cancel(s->loop, &s->timeout_timer);
-    rmq_timer_cancel(s->loop, &s->cp_timer);
-    rmq_timer_cancel(s->loop, &s->clean_timer);
-    rmq_timer_cancel(s->loop, &s->dispatch_retry);
-    rmq_timer_cancel(s->loop, &s->prep_retry);
+    cancel_timers(s);
     if (s->error == 0 && s->cp_off == s->written_off) {
         root_path(s, "abort", path, sizeof(path));
         if (unlink(path) < 0 && errno != ENOENT) {
@@ -1182,12 +1188,7 @@ rmq_store_destroy(struct rmq_store *s)
     if (rmq_link_is_linked(&s->submit.link)) {
         rmq_list_del(&s->submit.link);
     }
-    rmq_timer_cancel(s->loop, &s->flush_timer);
-    rmq_timer_cancel(s->loop, &s->timeout_timer);
-    rmq_timer_cancel(s->loop, &s->cp_timer);
-    rmq_timer_cancel(s->loop, &s->clean_timer);
-    rmq_timer_cancel(s->loop, &s->dispatch_retry);
-    rmq_timer_cancel(s->loop, &s->prep_retry);
+    cancel_timers(s);
     for (int i = 0; i < s->seg_count; i++) {
         s->disk->ops->close(s->disk, s->segs[i].handle);
     }
