@@ -129,17 +129,6 @@ checkpoint_all(void)
     return rmq_store_stats(st)->checkpoints > before ? 0 : -1;
 }
 
-static void
-sh_rm(const char *path)
-{
-    char cmd[400];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "rmq-bench: %s failed\n", cmd);
-    }
-}
-
 int
 rmq_bench_recovery(int argc, char **argv)
 {
@@ -160,7 +149,7 @@ rmq_bench_recovery(int argc, char **argv)
     for (long r = 0; r < runs; r++) {
         char path[400];
 
-        sh_rm(dir);
+        rmq_bench_sh("rm -rf '%s'", dir);
         done_count = 0;
         if (open_store(NULL) < 0 || write_mib(log_mib - tail_mib) < 0 || checkpoint_all() < 0 ||
             write_mib(tail_mib) < 0) {
@@ -185,7 +174,7 @@ rmq_bench_recovery(int argc, char **argv)
         drop_store();
         ratio[r] = full_ms[r] > 0 ? cp_ms[r] / full_ms[r] : 0;
     }
-    sh_rm(dir);
+    rmq_bench_sh("rm -rf '%s'", dir);
     printf("recovery after a crash: %llu MiB log, %llu MiB after the checkpoint, 1 KiB "
            "records, page cache warm, median of %ld runs, dir %s\n",
            (unsigned long long)log_mib, (unsigned long long)tail_mib, runs, dir);

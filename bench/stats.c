@@ -4,14 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a;
-    uint64_t y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
+#include "core/util.h"
 
 static int
 cmp_double(const void *a, const void *b)
@@ -37,7 +30,7 @@ rmq_bench_percentiles(uint64_t *samples, size_t n, struct rmq_bench_pct *out)
     if (n == 0) {
         return;
     }
-    qsort(samples, n, sizeof(*samples), cmp_u64);
+    qsort(samples, n, sizeof(*samples), rmq_cmp_u64);
     out->p50_us = pct(samples, n, 0.50);
     out->p99_us = pct(samples, n, 0.99);
     out->p999_us = pct(samples, n, 0.999);

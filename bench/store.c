@@ -38,14 +38,14 @@ static long lat_n;
 static bool refill;
 static long to_send;
 
-static void
-sh(const char *fmt, const char *arg)
+void
+rmq_bench_sh(const char *fmt, const char *arg)
 {
     char cmd[512];
 
     snprintf(cmd, sizeof(cmd), fmt, arg);
     if (system(cmd) != 0) {
-        fprintf(stderr, "rmq-bench store: '%s' failed\n", cmd);
+        fprintf(stderr, "rmq-bench: '%s' failed\n", cmd);
     }
 }
 
@@ -109,8 +109,8 @@ store_up(int flush_type, uint64_t seg_size)
     };
     uint64_t end;
 
-    sh("rm -rf %s", run_dir);
-    sh("mkdir -p %s", run_dir);
+    rmq_bench_sh("rm -rf %s", run_dir);
+    rmq_bench_sh("mkdir -p %s", run_dir);
     if (rmq_loop_init(&loop, NULL) < 0 || (disk = rmq_disk_uring_create(&loop, run_dir)) == NULL ||
         rmq_store_open(&st, &loop, disk, &cfg) < 0) {
         return -1;
@@ -125,28 +125,16 @@ store_up(int flush_type, uint64_t seg_size)
     return 0;
 }
 
-static bool closed;
-
-static void
-on_closed(struct rmq_store *s, void *arg)
-{
-    (void)s;
-    (void)arg;
-    closed = true;
-}
-
 static void
 store_down(void)
 {
-    closed = false;
-    rmq_store_close(st, on_closed, NULL);
-    while (!closed) {
-        rmq_loop_run_once(&loop, 10000000);
+    if (rmq_store_close_wait(st, 600000000000ull) < 0) {
+        fprintf(stderr, "rmq-bench store: closing the store timed out\n");
     }
     rmq_store_destroy(st);
     rmq_disk_uring_destroy(disk);
     rmq_loop_fini(&loop);
-    sh("rm -rf %s", run_dir);
+    rmq_bench_sh("rm -rf %s", run_dir);
 }
 
 /* ASYNC_FLUSH appends in rounds of `batch`; returns MB/s of records written. */
@@ -199,7 +187,7 @@ mmap_run(uint32_t body_len, uint64_t bytes)
     double secs;
     int fd;
 
-    sh("mkdir -p %s", run_dir);
+    rmq_bench_sh("mkdir -p %s", run_dir);
     snprintf(path, sizeof(path), "%s/mmap-seg", run_dir);
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     zeros = calloc(1, 1 << 20);
@@ -234,7 +222,7 @@ mmap_run(uint32_t body_len, uint64_t bytes)
     secs = (double)(rmq_clock_mono_ns() - t0) / 1e9;
     munmap(map, size);
     close(fd);
-    sh("rm -rf %s", run_dir);
+    rmq_bench_sh("rm -rf %s", run_dir);
     return (double)(bytes / rec) * rec / secs / 1e6;
 }
 
@@ -247,7 +235,7 @@ fio_run(uint64_t bytes)
     FILE *p;
     double bw = 0;
 
-    sh("mkdir -p %s", run_dir);
+    rmq_bench_sh("mkdir -p %s", run_dir);
     snprintf(cmd, sizeof(cmd),
              "fio --name=seq --directory=%s --rw=write --bs=1m --size=%llum --ioengine=psync "
              "--end_fsync=0 --output-format=json 2>/dev/null", run_dir,
@@ -264,7 +252,7 @@ fio_run(uint64_t bytes)
         }
     }
     pclose(p);
-    sh("rm -rf %s", run_dir);
+    rmq_bench_sh("rm -rf %s", run_dir);
     return bw;
 }
 
@@ -295,7 +283,7 @@ fsync_loop_run(long n, uint64_t *out)
     char path[400];
     int fd;
 
-    sh("mkdir -p %s", run_dir);
+    rmq_bench_sh("mkdir -p %s", run_dir);
     snprintf(path, sizeof(path), "%s/baseline", run_dir);
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || ftruncate(fd, 64 << 20) < 0) {
@@ -310,7 +298,7 @@ fsync_loop_run(long n, uint64_t *out)
         out[i] = rmq_clock_mono_ns() - t0;
     }
     close(fd);
-    sh("rm -rf %s", run_dir);
+    rmq_bench_sh("rm -rf %s", run_dir);
 }
 
 /* SYNC_FLUSH with 64 appenders re-appending on every ack: records/s. */
@@ -401,7 +389,7 @@ rmq_bench_store(int argc, char **argv)
         gc[r] = group_commit_run(3.0, seg, &syncs);
         gc_per_sync[r] = syncs ? gc[r] * 3.0 / (double)syncs : 0;
     }
-    sh("rm -rf %s", base_dir);
+    rmq_bench_sh("rm -rf %s", base_dir);
 
     printf("store: %llu MiB per append run, %llu MiB segments, median of %ld runs, dir %s\n",
            (unsigned long long)mib, (unsigned long long)(seg >> 20), runs, base_dir);

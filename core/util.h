@@ -30,6 +30,16 @@ void rmq_assert_fail(const char *expr, const char *file, int line) __attribute__
 #define RMQ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define RMQ_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define RMQ_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* qsort comparator for uint64_t arrays. */
+static inline int
+rmq_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a;
+    uint64_t y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
 #define RMQ_CACHELINE 64
 
 #endif

@@ -84,7 +84,7 @@ cp_page_synced(struct rmq_op *op, int32_t res, uint32_t flags)
     struct rmq_store *s = rmq_container_of(op, struct rmq_store, cp_sync_op);
 
     (void)flags;
-    if (res < 0) {
+    if (res < 0 || s->cp_err != 0) {     /* cp_err: the page write came up short */
         if (s->cp_err == 0) {
             s->cp_err = res;
             RMQ_ERROR("store: writing the checkpoint failed err=%s, checkpoints stop until "

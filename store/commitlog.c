@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +99,6 @@ set_error(struct rmq_store *s, const char *what, int err)
     fail_all(s, &s->flush_waiters, -EIO);
 }
 
-static void prep_next(struct rmq_store *s);
-
 /* ---- segments ------------------------------------------------------------------------- */
 
 static int
@@ -127,16 +126,10 @@ cur_seg(struct rmq_store *s)
     return &s->segs[s->seg_count - 1];
 }
 
-void
-rmq_store__prep_next(struct rmq_store *s)
-{
-    prep_next(s);
-}
-
 static void
 prep_retry_fire(struct rmq_timer *t)
 {
-    prep_next(rmq_container_of(t, struct rmq_store, prep_retry));
+    rmq_store__prep_next(rmq_container_of(t, struct rmq_store, prep_retry));
 }
 
 static void
@@ -166,8 +159,8 @@ prep_done(struct rmq_disk_req *req, int32_t res)
 }
 
 /* Keep the next segment prepared ahead of the writer (preallocated, pre-written). */
-static void
-prep_next(struct rmq_store *s)
+void
+rmq_store__prep_next(struct rmq_store *s)
 {
     if (s->next_handle >= 0 || s->prep_in_flight || s->closing) {
         return;
@@ -300,7 +293,7 @@ place_pending(struct rmq_store *s)
                     complete(s, m, s->prep_err);
                     continue;
                 }
-                prep_next(s);
+                rmq_store__prep_next(s);
                 break;              /* prep_done resumes us */
             }
             b = batch_open(s);
@@ -323,7 +316,7 @@ place_pending(struct rmq_store *s)
             }
             s->next_handle = -1;
             s->stats.rolls++;
-            prep_next(s);
+            rmq_store__prep_next(s);
             continue;
         }
         b = batch_open(s);
@@ -715,6 +708,26 @@ rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg
     rmq_loop_defer(s->loop, &s->submit);
 }
 
+static void
+close_wait_done(struct rmq_store *s, void *arg)
+{
+    (void)s;
+    *(bool *)arg = true;
+}
+
+int
+rmq_store_close_wait(struct rmq_store *s, uint64_t timeout_ns)
+{
+    bool closed = false;
+    uint64_t end = rmq_clock_mono_ns() + timeout_ns;
+
+    rmq_store_close(s, close_wait_done, &closed);
+    while (!closed && rmq_clock_mono_ns() < end) {
+        rmq_loop_run_once(s->loop, 1000000);
+    }
+    return closed ? 0 : -ETIMEDOUT;
+}
+
 /* ---- open and recovery ------------------------------------------------------------------------ */
 
 struct wait_req {
@@ -833,14 +846,13 @@ scan_segment(struct rmq_store *s, int i, uint64_t pos, uint8_t *buf, size_t buf_
 static int64_t
 seg_first_ts(struct rmq_store *s, int i)
 {
-    uint8_t head[64];
+    uint8_t head[RMQ_RECORD_TS_PEEK];
 
     if (s->disk->ops->read(s->disk, s->segs[i].handle, 0, head, sizeof(head)) !=
-            (ssize_t)sizeof(head) ||
-        rmq_get_be32(head + 4) != RMQ_RECORD_MAGIC) {
+        (ssize_t)sizeof(head)) {
         return -1;
     }
-    return (int64_t)rmq_get_be64(head + 56);
+    return rmq_record_peek_store_ts(head, sizeof(head));
 }
 
 /*
@@ -993,10 +1005,10 @@ out:
     return ret;
 }
 
-static int
-mkdir_p(const char *dir)
+int
+rmq_store__mkdir_p(const char *dir)
 {
-    char tmp[1100];
+    char tmp[PATH_MAX];
     size_t len = strlen(dir);
 
     if (len == 0 || len >= sizeof(tmp)) {
@@ -1022,7 +1034,7 @@ open_meta(struct rmq_store *s, struct rmq_checkpoint *cp)
     char path[1200];
     ssize_t got;
     int fd;
-    int ret = mkdir_p(s->cfg.root_dir);
+    int ret = rmq_store__mkdir_p(s->cfg.root_dir);
 
     if (ret < 0) {
         RMQ_ERROR("store: creating %s failed err=%s", s->cfg.root_dir, strerror(-ret));
@@ -1165,7 +1177,7 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     rmq_timer_arm(loop, &s->cp_timer, (uint64_t)s->cfg.cq_flush_interval_ms * 1000000u,
                   cp_timer_fire);
     rmq_store__clean_start(s);
-    prep_next(s);
+    rmq_store__prep_next(s);
     RMQ_INFO("store: commitlog ready (%s start) segments=%d min=%llu write_off=%llu "
              "scanned_from=%llu recovered_bytes=%llu queue_entries_rebuilt=%llu "
              "zeroed_bytes=%llu queues=%u flush=%s", s->unclean_start ? "unclean" : "clean",
@@ -1226,15 +1238,20 @@ rmq_store_min_off(const struct rmq_store *s)
 }
 
 int64_t
-rmq_store_earliest_time(struct rmq_store *s)
+rmq_store__ts_at(struct rmq_store *s, uint64_t phys)
 {
-    uint8_t ts[8];
+    uint8_t head[RMQ_RECORD_TS_PEEK];
 
-    if (s->written_off <= s->min_off ||
-        rmq_store_read(s, s->min_off + 56, ts, sizeof(ts)) != (ssize_t)sizeof(ts)) {
+    if (rmq_store_read(s, phys, head, sizeof(head)) != (ssize_t)sizeof(head)) {
         return -1;
     }
-    return (int64_t)rmq_get_be64(ts);
+    return rmq_record_peek_store_ts(head, sizeof(head));
+}
+
+int64_t
+rmq_store_earliest_time(struct rmq_store *s)
+{
+    return rmq_store__ts_at(s, s->min_off);
 }
 
 const struct rmq_store_stats *

@@ -158,20 +158,11 @@ rmq_cq_free_all(struct rmq_store *s)
 static int
 cq_dir(const struct rmq_store *s, const struct rmq_cq *q, char *out, size_t len, bool create)
 {
-    int n = snprintf(out, len, "%s/consumequeue", s->cfg.root_dir);
-
-    if (create && mkdir(out, 0755) < 0 && errno != EEXIST) {
-        return -errno;
+    if ((size_t)snprintf(out, len, "%s/consumequeue/%s/%d", s->cfg.root_dir, q->topic,
+                         (int)q->queue_id) >= len) {
+        return -ENAMETOOLONG;
     }
-    n += snprintf(out + n, len - (size_t)n, "/%s", q->topic);
-    if (create && mkdir(out, 0755) < 0 && errno != EEXIST) {
-        return -errno;
-    }
-    n += snprintf(out + n, len - (size_t)n, "/%d", (int)q->queue_id);
-    if (create && mkdir(out, 0755) < 0 && errno != EEXIST) {
-        return -errno;
-    }
-    return (size_t)n < len ? 0 : -ENAMETOOLONG;
+    return create ? rmq_store__mkdir_p(out) : 0;
 }
 
 static int
@@ -402,15 +393,6 @@ entry_filler(const uint8_t *e)
     return rmq_get_be64(e) == 0 && rmq_get_be32(e + 8) == CQ_FILLER_SIZE;
 }
 
-static int
-cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a;
-    int64_t y = *(const int64_t *)b;
-
-    return (x > y) - (x < y);
-}
-
 static bool
 all_digits(const char *p, size_t n)
 {
@@ -430,7 +412,7 @@ all_digits(const char *p, size_t n)
 static int
 cq_load_files(struct rmq_store *s, struct rmq_cq *q, const char *dir)
 {
-    int64_t *firsts = NULL;
+    uint64_t *firsts = NULL;        /* first entry of each file */
     size_t n = 0;
     size_t cap = 0;
     DIR *dh = opendir(dir);
@@ -455,7 +437,7 @@ cq_load_files(struct rmq_store *s, struct rmq_cq *q, const char *dir)
             break;
         }
         if (n == cap) {
-            int64_t *nf = realloc(firsts, (cap = cap ? cap * 2 : 8) * sizeof(*nf));
+            uint64_t *nf = realloc(firsts, (cap = cap ? cap * 2 : 8) * sizeof(*nf));
 
             if (nf == NULL) {
                 ret = -ENOMEM;
@@ -463,11 +445,11 @@ cq_load_files(struct rmq_store *s, struct rmq_cq *q, const char *dir)
             }
             firsts = nf;
         }
-        firsts[n++] = (int64_t)(byte_off / RMQ_CQ_ENTRY_SIZE);
+        firsts[n++] = byte_off / RMQ_CQ_ENTRY_SIZE;
     }
     closedir(dh);
     if (ret == 0) {
-        qsort(firsts, n, sizeof(*firsts), cmp_i64);
+        qsort(firsts, n, sizeof(*firsts), rmq_cmp_u64);
     }
     for (size_t i = 0; ret == 0 && i < n; i++) {
         char path[1400];
@@ -475,8 +457,8 @@ cq_load_files(struct rmq_store *s, struct rmq_cq *q, const char *dir)
         uint8_t *map = NULL;
         int fd;
 
-        cq_seg_path(s, q, firsts[i], path, sizeof(path), false);
-        if (i > 0 && firsts[i] != firsts[i - 1] + (int64_t)s->cfg.cq_entries) {
+        cq_seg_path(s, q, (int64_t)firsts[i], path, sizeof(path), false);
+        if (i > 0 && firsts[i] != firsts[i - 1] + s->cfg.cq_entries) {
             RMQ_ERROR("store: consume queue %s has a gap before %s, refusing to start", dir,
                       path);
             ret = -EBADMSG;
@@ -506,7 +488,7 @@ cq_load_files(struct rmq_store *s, struct rmq_cq *q, const char *dir)
             break;
         }
         ret = cq_seg_map(s, fd, &map);
-        if (ret < 0 || (ret = cq_seg_push(q, firsts[i], fd, map)) < 0) {
+        if (ret < 0 || (ret = cq_seg_push(q, (int64_t)firsts[i], fd, map)) < 0) {
             if (map != NULL) {
                 munmap(map, cq_file_size(s));
             }
@@ -627,9 +609,6 @@ cq_trim_one(struct rmq_store *s, struct rmq_cq *q)
 
     if (keep >= q->seg_count) {
         return 0;                       /* next is exactly the end of the last file */
-    }
-    if (keep == 0 && rel < 0) {
-        return -ERANGE;
     }
     for (int k = q->seg_count - 1; k > keep; k--) {
         cq_seg_unlink(s, q, &q->segs[k]);
@@ -889,13 +868,11 @@ static int64_t
 entry_store_ts(struct rmq_store *s, const struct rmq_cq *q, int64_t qoff)
 {
     const uint8_t *e = rmq_cq_entry(s, q, qoff);
-    uint8_t ts[8];
 
-    if (e == NULL || entry_filler(e) || rmq_get_be64(e) < s->min_off ||
-        rmq_store_read(s, rmq_get_be64(e) + 56, ts, 8) != 8) {
+    if (e == NULL || entry_filler(e) || rmq_get_be64(e) < s->min_off) {
         return -1;
     }
-    return (int64_t)rmq_get_be64(ts);
+    return rmq_store__ts_at(s, rmq_get_be64(e));
 }
 
 int64_t

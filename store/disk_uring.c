@@ -213,15 +213,6 @@ u_sync(struct rmq_disk *base, int h, struct rmq_disk_req *req)
 }
 
 static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a;
-    uint64_t y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static int
 u_list(struct rmq_disk *base, uint64_t *starts, int max)
 {
     struct udisk *d = (struct udisk *)base;
@@ -247,7 +238,7 @@ u_list(struct rmq_disk *base, uint64_t *starts, int max)
         starts[n++] = v;
     }
     closedir(dir);
-    qsort(starts, (size_t)n, sizeof(*starts), cmp_u64);
+    qsort(starts, (size_t)n, sizeof(*starts), rmq_cmp_u64);
     return n;
 }
 

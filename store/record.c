@@ -252,3 +252,17 @@ rmq_msg_offset_id(char out[33], const uint8_t ip[4], int32_t port, int64_t phys_
     }
     out[32] = '\0';
 }
+
+int64_t
+rmq_record_peek_store_ts(const uint8_t *p, size_t len)
+{
+    size_t at = 56;
+
+    if (len < RMQ_RECORD_TS_PEEK || rmq_get_be32(p + 4) != RMQ_RECORD_MAGIC) {
+        return -1;
+    }
+    if (rmq_get_be32(p + 36) & RMQ_SYSFLAG_BORNHOST_V6) {
+        at += 12;                   /* 16-byte born address instead of 4 */
+    }
+    return (int64_t)rmq_get_be64(p + at);
+}

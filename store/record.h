@@ -117,6 +117,13 @@ size_t rmq_record_encode_tail(const struct rmq_record *r, uint8_t *out);
 /* All three parts into one buffer of r->total_size bytes (tests, small control records). */
 void rmq_record_encode(const struct rmq_record *r, uint8_t *out);
 
+/* Bytes of a record's start that hold its store time whatever the host layout. */
+#define RMQ_RECORD_TS_PEEK 80
+
+/* Store time from the first RMQ_RECORD_TS_PEEK bytes of a record; -1 when p does not
+ * start a record. For reads that need nothing else (retention, time lookups). */
+int64_t rmq_record_peek_store_ts(const uint8_t *p, size_t len);
+
 /*
  * Decode and validate the record at p (len bytes available). Returns its total size,
  * 0 for an end-of-segment filler (its span is in *blank_len when non-NULL), or

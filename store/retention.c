@@ -18,7 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/be.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -27,8 +26,6 @@
 
 #define STEP_NS (100 * 1000000ull)
 #define FULL_NS (1000 * 1000000ull)
-
-static int space_used(struct rmq_store *s);
 
 bool
 rmq_topic_name_ok(const char *topic, uint32_t len)
@@ -63,26 +60,12 @@ remove_done(struct rmq_disk_req *req, int32_t res)
 static int
 check_space(struct rmq_store *s)
 {
-    s->space_checked_ns = s->loop->now_ns;
-    return space_used(s);
-}
-
-void
-rmq_store__recheck_space(struct rmq_store *s)
-{
-    if (s->loop->now_ns - s->space_checked_ns >= STEP_NS) {
-        check_space(s);
-    }
-}
-
-static int
-space_used(struct rmq_store *s)
-{
     uint64_t total = 0;
     uint64_t avail = 0;
     int used;
     bool full;
 
+    s->space_checked_ns = s->loop->now_ns;
     if (s->disk->ops->space(s->disk, &total, &avail) < 0 || total == 0) {
         return -1;
     }
@@ -98,16 +81,12 @@ space_used(struct rmq_store *s)
     return used;
 }
 
-/* Store time of the first record at or after log offset off, or -1. */
-static int64_t
-first_ts_at(struct rmq_store *s, uint64_t off)
+void
+rmq_store__recheck_space(struct rmq_store *s)
 {
-    uint8_t ts[8];
-
-    if (s->written_off < off + RMQ_RECORD_HEAD_SIZE || rmq_store_read(s, off + 56, ts, 8) != 8) {
-        return -1;
+    if (s->loop->now_ns - s->space_checked_ns >= STEP_NS) {
+        check_space(s);
     }
-    return (int64_t)rmq_get_be64(ts);
 }
 
 /* Delete the oldest segment when due; true when it did (more may follow). */
@@ -131,7 +110,7 @@ delete_step(struct rmq_store *s, int used)
     if (s->flushed_off < next_start) {
         return false;                   /* never delete what is not yet durable further on */
     }
-    last_write = first_ts_at(s, next_start);
+    last_write = rmq_store__ts_at(s, next_start);
     if (last_write < 0) {
         last_write = now;
     }

@@ -117,6 +117,10 @@ void rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m);
 /* Flush everything written, then call done (on the loop). New appends get -ESHUTDOWN. */
 void rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg),
                      void *arg);
+/* Close and run the loop until that is done: for tools and tests that own the loop.
+ * 0, or -ETIMEDOUT when it took longer than timeout_ns (the store is still closing). */
+int rmq_store_close_wait(struct rmq_store *s, uint64_t timeout_ns);
+
 /* Take a checkpoint now (one runs every cq_flush_interval_ms anyway); stats.checkpoints
  * counts the completed ones. */
 void rmq_store_checkpoint(struct rmq_store *s);

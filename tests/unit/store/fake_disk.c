@@ -74,7 +74,7 @@ finish(struct fake_disk *d, struct rmq_disk_req *req, int32_t res)
 }
 
 static int
-find_seg(struct fake_disk *d, uint64_t start)
+find_seg(const struct fake_disk *d, uint64_t start)
 {
     for (int i = 0; i < FAKE_SEGS; i++) {
         if (d->segs[i].exists && d->segs[i].start == start) {
@@ -264,12 +264,7 @@ fake_disk_fail_prepare(struct fake_disk *d, int err)
 bool
 fake_disk_has_seg(const struct fake_disk *d, uint64_t start)
 {
-    for (int i = 0; i < FAKE_SEGS; i++) {
-        if (d->segs[i].exists && d->segs[i].start == start) {
-            return true;
-        }
-    }
-    return false;
+    return find_seg(d, start) >= 0;
 }
 
 static const struct rmq_disk_ops fake_ops = {

@@ -76,25 +76,10 @@ open_store(struct rmq_store_config *cfg)
     cr_assert_eq(rmq_store_open(&st, &loop, fake_disk_base(fd_), cfg), 0);
 }
 
-static bool closed;
-
-static void
-close_done(struct rmq_store *s, void *arg)
-{
-    (void)s;
-    (void)arg;
-    closed = true;
-}
-
 void
 close_store(void)
 {
-    closed = false;
-    rmq_store_close(st, close_done, NULL);
-    for (int i = 0; i < 10000 && !closed; i++) {
-        rmq_loop_run_once(&loop, 1000000);
-    }
-    cr_assert(closed);
+    cr_assert_eq(rmq_store_close_wait(st, 10000000000ull), 0);
     rmq_store_destroy(st);
     st = NULL;
 }

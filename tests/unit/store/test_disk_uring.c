@@ -79,24 +79,10 @@ store_up(const struct rmq_store_config *cfg)
     cr_assert_eq(rmq_store_open(&st, &loop, disk, &c), 0);
 }
 
-static bool closed;
-
-static void
-on_closed(struct rmq_store *s, void *arg)
-{
-    (void)s;
-    (void)arg;
-    closed = true;
-}
-
 static void
 store_down(void)
 {
-    closed = false;
-    rmq_store_close(st, on_closed, NULL);
-    while (!closed) {
-        rmq_loop_run_once(&loop, 10000000);
-    }
+    cr_assert_eq(rmq_store_close_wait(st, 60000000000ull), 0);
     rmq_store_destroy(st);
     rmq_disk_uring_destroy(disk);
     rmq_loop_fini(&loop);
