@@ -21,7 +21,7 @@ usage(FILE *out)
             "          --runs=5 --iterations=200000\n"
             "  store   commitlog append throughput vs fio, SYNC_FLUSH latency vs a\n"
             "          write+fdatasync loop, group commit with 64 appenders\n"
-            "          --runs=3 --mib=256 --seg-mib=1024 --sync-samples=2000 --dir=PATH (last)\n"
+            "          --runs=3 --mib=256 --durable-mib=4096 --seg-mib=1024 --sync-samples=2000\n          --dir=PATH (last)\n"
             "  recovery  store open time after a crash: from the checkpoint vs a full scan\n"
             "          --runs=3 --log-mib=4096 --tail-mib=64 --dir=PATH (last)\n");
 }
