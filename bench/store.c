@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,8 +22,8 @@
 #include "store/store.h"
 
 #define MAX_RUNS 16
-#define MAX_INFLIGHT 1024               /* batch 256 x 4 producers */
 #define MAX_PRODUCERS 64
+#define MAX_INFLIGHT (256 * MAX_PRODUCERS)    /* batch 256 from every producer */
 
 static char base_dir[256];
 static char run_dir[300];
@@ -152,14 +153,31 @@ store_down(void)
  * starting its next round when the last one is acknowledged. Returns MB/s of
  * records; with `durable` the clock runs until the close has flushed them all.
  */
+struct append_figures {
+    double recs_per_s;
+    double recs_per_write;
+    double cpu_us_per_rec;          /* user + system of the process, io-wq workers included */
+};
+
+static double
+cpu_secs(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static double
 append_run(uint32_t body_len, int batch, int producers, uint64_t bytes, bool durable,
-           uint64_t seg_size, double *recs_per_s)
+           uint64_t seg_size, struct append_figures *fig)
 {
     uint32_t rec = rmq_record_size(body_len, 10, 11);
     long n = (long)(bytes / rec);
     uint64_t t0;
     double secs;
+    double cpu0;
 
     if (store_up(RMQ_FLUSH_ASYNC, seg_size) < 0) {
         return 0;
@@ -169,6 +187,7 @@ append_run(uint32_t body_len, int batch, int producers, uint64_t bytes, bool dur
     to_send = n;
     cur_body_len = body_len;
     round_batch = batch;
+    cpu0 = cpu_secs();
     t0 = rmq_clock_mono_ns();
     for (int p = 0; p < producers && to_send > 0; p++) {
         round_issue(p);
@@ -181,9 +200,11 @@ append_run(uint32_t body_len, int batch, int producers, uint64_t bytes, bool dur
         st_closed = true;
     }
     secs = (double)(rmq_clock_mono_ns() - t0) / 1e9;
+    fig->cpu_us_per_rec = (cpu_secs() - cpu0) * 1e6 / (double)n;
+    fig->recs_per_write = (double)n / (double)RMQ_MAX(rmq_store_stats(st)->writes, 1u);
     round_batch = 0;
     store_down();
-    *recs_per_s = (double)n / secs;
+    fig->recs_per_s = (double)n / secs;
     return (double)n * rec / secs / 1e6;
 }
 
@@ -371,10 +392,11 @@ rmq_bench_store(int argc, char **argv)
     long nlat = rmq_bench_arg_long(argc, argv, "sync-samples", 2000);
     static const uint32_t sizes[] = {128, 1024};
     static const int batches[] = {1, 16, 256};
-    static const int depths[] = {1, 4};
+    int depths[] = {1, (int)RMQ_MIN(rmq_bench_arg_long(argc, argv, "producers", 4), MAX_PRODUCERS)};
     enum { GC_CYCLES = 300 };
     double mbs[2][3][2][MAX_RUNS];
     double rps[2][3][2][MAX_RUNS];
+    double rpw[2][3][MAX_RUNS], cpu[2][3][MAX_RUNS];
     double ratio[2][3][2][MAX_RUNS];
     double dur_mbs[2][MAX_RUNS], dur_ratio[2][MAX_RUNS];
     double fio[MAX_RUNS], fio_dur[MAX_RUNS];
@@ -385,7 +407,7 @@ rmq_bench_store(int argc, char **argv)
     double mm[2][MAX_RUNS];
     uint64_t *samples = malloc((size_t)RMQ_MAX(nlat, (long)GC_CYCLES) * sizeof(*samples));
     struct rmq_bench_pct pct;
-    double dummy;
+    struct append_figures fig;
 
     snprintf(base_dir, sizeof(base_dir), "%s",
              argc > 1 && strncmp(argv[argc - 1], "--dir=", 6) == 0 ? argv[argc - 1] + 6
@@ -396,12 +418,18 @@ rmq_bench_store(int argc, char **argv)
     for (long r = 0; r < runs; r++) {
         uint64_t syncs = 0;
 
+        /* the first fio run of a process pays for memory the VM host has not backed
+         * yet (up to 10x slower here); the baseline is the warm second run */
+        (void)fio_run(mib << 20, false);
         fio[r] = fio_run(mib << 20, false);
         for (int si = 0; si < 2; si++) {
             for (int bi = 0; bi < 3; bi++) {
                 for (int di = 0; di < 2; di++) {
                     mbs[si][bi][di][r] = append_run(sizes[si], batches[bi], depths[di], mib << 20,
-                                                    false, seg, &rps[si][bi][di][r]);
+                                                    false, seg, &fig);
+                    rps[si][bi][di][r] = fig.recs_per_s;
+                    rpw[si][bi][r] = fig.recs_per_write;       /* the last depth's */
+                    cpu[si][bi][r] = fig.cpu_us_per_rec;
                     ratio[si][bi][di][r] = fio[r] > 0 ? mbs[si][bi][di][r] / fio[r] : 0;
                 }
             }
@@ -410,7 +438,7 @@ rmq_bench_store(int argc, char **argv)
             fio_dur[r] = fio_run(durable_mib << 20, true);
             for (int si = 0; si < 2; si++) {
                 dur_mbs[si][r] = append_run(sizes[si], 256, 4, durable_mib << 20, true, seg,
-                                            &dummy);
+                                            &fig);
                 dur_ratio[si][r] = fio_dur[r] > 0 ? dur_mbs[si][r] / fio_dur[r] : 0;
             }
         }
@@ -440,10 +468,10 @@ rmq_bench_store(int argc, char **argv)
            (unsigned long long)mib, (unsigned long long)(seg >> 20), runs, base_dir);
     printf("in page cache: fio sequential buffered write (bs=1m, %llu MiB): %.0f MB/s\n",
            (unsigned long long)mib, rmq_bench_median(fio, (size_t)runs));
-    printf("%-8s %6s | %-30s | %-30s\n", "", "", "1 producer in flight",
-           "4 producers in flight");
-    printf("%-8s %6s | %10s %10s %8s | %10s %10s %8s\n", "record", "batch", "records/s",
-           "MB/s", "vs fio", "records/s", "MB/s", "vs fio");
+    printf("%-8s %6s | %-30s | %d %-46s\n", "", "", "1 producer in flight", depths[1],
+           "producers in flight");
+    printf("%-8s %6s | %10s %10s %8s | %10s %10s %8s %8s %8s\n", "record", "batch",
+           "records/s", "MB/s", "vs fio", "records/s", "MB/s", "vs fio", "rec/wr", "cpu us");
     for (int si = 0; si < 2; si++) {
         for (int bi = 0; bi < 3; bi++) {
             printf("%-8u %6d", sizes[si] + 0, batches[bi]);
@@ -452,9 +480,12 @@ rmq_bench_store(int argc, char **argv)
                        rmq_bench_median(mbs[si][bi][di], (size_t)runs),
                        rmq_bench_median(ratio[si][bi][di], (size_t)runs));
             }
-            printf("\n");
+            printf(" %8.1f %8.2f\n", rmq_bench_median(rpw[si][bi], (size_t)runs),
+                   rmq_bench_median(cpu[si][bi], (size_t)runs));
         }
     }
+    printf("rec/wr: records per write syscall; cpu us: process CPU per record, the kernel's "
+           "io-wq writers included\n");
     if (durable_mib > 0) {
         printf("to disk, %llu MiB, clock stops when all is flushed: fio (end_fsync=1) %.0f MB/s\n",
                (unsigned long long)durable_mib, rmq_bench_median(fio_dur, (size_t)runs));

@@ -225,7 +225,9 @@ batch_submit(struct rmq_store *s)
         return;
     }
     s->open_batch = NULL;
-    if (b->iov_cnt == 0) {
+    if (b->iov_cnt == 0 || s->error != 0) {
+        /* after a failed write nothing more is written: its appends fail with the store */
+        fail_all(s, &b->msgs, -EIO);
         rmq_list_add_tail(&s->batch_free, &b->link);
         return;
     }
@@ -456,6 +458,9 @@ batch_done(struct rmq_disk_req *req, int32_t res)
     b->done = true;
     if (s->error == 0) {
         advance_written(s);
+    } else {
+        /* written, but behind a failed write: `written` never covers it */
+        fail_all(s, &b->msgs, -EIO);
     }
     rmq_loop_defer(s->loop, &s->submit);
 }

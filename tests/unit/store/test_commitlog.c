@@ -115,6 +115,34 @@ Test(commitlog, write_failure_is_sticky)
     close_store();
 }
 
+/* Small batches put several writes in flight; the second fails. The writes behind it
+ * may succeed on disk, yet `written` cannot pass the hole: every one of those appends
+ * must still be answered, and with -EIO. */
+Test(commitlog, appends_behind_a_failed_write_are_answered)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .batch_scratch = 512};
+    int ok = 0;
+
+    open_store(&cfg);
+    fake_disk_fail_write(fd_, 2, -EIO);
+    for (int i = 0; i < 60; i++) {
+        fill(&msgs[i], i, 10, 0);
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_until_finished(60);
+    cr_assert_gt(rmq_store_stats(st)->writes, 2u, "not several writes");
+    for (int i = 0; i < 60; i++) {
+        cr_assert(msgs[i].status == 0 || msgs[i].status == -EIO, "status %d", msgs[i].status);
+        /* acknowledged ones form a prefix of the log, before the failed write */
+        cr_assert(msgs[i].status != 0 || ok == i, "append %d acked after a failure", i);
+        ok += msgs[i].status == 0;
+    }
+    cr_assert_gt(ok, 0);
+    cr_assert_lt(ok, 60);
+    verify_acked(ok);
+    close_store();
+}
+
 Test(commitlog, sync_failure_is_sticky)
 {
     struct rmq_store_config cfg = {.seg_size = 1 << 20, .flush_type = RMQ_FLUSH_SYNC};
