@@ -437,7 +437,7 @@ rmq_bench_store(int argc, char **argv)
         if (durable_mib > 0) {
             fio_dur[r] = fio_run(durable_mib << 20, true);
             for (int si = 0; si < 2; si++) {
-                dur_mbs[si][r] = append_run(sizes[si], 256, 4, durable_mib << 20, true, seg,
+                dur_mbs[si][r] = append_run(sizes[si], 256, depths[1], durable_mib << 20, true, seg,
                                             &fig);
                 dur_ratio[si][r] = fio_dur[r] > 0 ? dur_mbs[si][r] / fio_dur[r] : 0;
             }
@@ -490,8 +490,8 @@ rmq_bench_store(int argc, char **argv)
         printf("to disk, %llu MiB, clock stops when all is flushed: fio (end_fsync=1) %.0f MB/s\n",
                (unsigned long long)durable_mib, rmq_bench_median(fio_dur, (size_t)runs));
         for (int si = 0; si < 2; si++) {
-            printf("  %4u B records, batch 256, 4 producers: %.0f MB/s, %.2f of fio\n",
-                   sizes[si], rmq_bench_median(dur_mbs[si], (size_t)runs),
+            printf("  %4u B records, batch 256, %d producers: %.0f MB/s, %.2f of fio\n",
+                   sizes[si], depths[1], rmq_bench_median(dur_mbs[si], (size_t)runs),
                    rmq_bench_median(dur_ratio[si], (size_t)runs));
         }
     }
