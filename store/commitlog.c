@@ -661,7 +661,7 @@ submit_run(struct rmq_deferred *d)
     }
     if (s->closing && s->close_done != NULL && rmq_list_is_empty(&s->pending) &&
         !writes_outstanding(s) && s->open_batch == NULL && !s->sync_in_flight &&
-        !s->prep_in_flight && !s->remove_in_flight &&
+        !s->prep_in_flight && !s->remove_in_flight && rmq_cq_maker_idle(s) &&
         (s->flushed_off == s->written_off || s->error != 0)) {
         close_finish(s);
     }
@@ -1125,6 +1125,7 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     rmq_list_init(&s->completed);
     rmq_list_init(&s->batch_free);
     rmq_list_init(&s->batch_inflight);
+    s->cq_make.fd = -1;
     rmq_list_init(&s->flush_waiters);
     rmq_list_init(&s->cq_dirty);
     rmq_list_init(&s->submit.link);
@@ -1181,6 +1182,7 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     }
     rmq_timer_arm(loop, &s->cp_timer, (uint64_t)s->cfg.cq_flush_interval_ms * 1000000u,
                   cp_timer_fire);
+    s->cq_async = true;
     rmq_store__clean_start(s);
     rmq_store__prep_next(s);
     RMQ_INFO("store: commitlog ready (%s start) segments=%d min=%llu write_off=%llu "

@@ -98,6 +98,7 @@ struct rmq_store_stats {
     uint64_t cq_entries_rebuilt;    /* consume queue entries written by the last recovery */
     uint64_t checkpoints;
     uint64_t dispatch_stalls;       /* a consume queue file could not be created */
+    uint64_t cq_file_waits;         /* dispatch waited for a queue file not made ahead */
     uint64_t segments_deleted;      /* commitlog segments removed by retention */
     uint64_t cq_files_deleted;
     uint64_t disk_full_refusals;    /* appends answered -ENOSPC */

@@ -55,6 +55,22 @@ struct rmq_cq {
     struct rmq_link dirty_link;
 };
 
+/* The one consume queue file creation in flight, as ring ops (mkdir, open, fallocate). */
+struct rmq_cq_maker {
+    struct rmq_op op;
+    struct rmq_cq *q;               /* NULL: idle */
+    int64_t first;                  /* first entry of the file being made */
+    int step;
+    int fd;
+    int err;                        /* last failure, told to the next put for (err_q, err_first) */
+    struct rmq_cq *err_q;
+    int64_t err_first;
+    char cq_dir[1400];              /* parents of path: made for a queue's first file */
+    char topic_dir[1400];
+    char queue_dir[1400];
+    char path[1400];
+};
+
 /* A record waiting for its consume queue entry (placed, maybe not yet written). */
 struct rmq_dispatch {
     struct rmq_cq *cq;
@@ -114,6 +130,8 @@ struct rmq_store {
     uint32_t cq_cap;
     uint32_t cq_count;
     struct rmq_link cq_dirty;       /* queues with entries not yet fdatasync'd */
+    struct rmq_cq_maker cq_make;
+    bool cq_async;                  /* open finished: queue files are made through the ring */
 
     struct rmq_dispatch *disp;      /* owned ring: placed records in log order */
     uint32_t disp_head;             /* next to dispatch */
@@ -182,6 +200,7 @@ int rmq_cq_put(struct rmq_store *s, struct rmq_cq *q, int64_t qoff, uint64_t phy
 /* The mapped entry qoff, or NULL when its file is not there. */
 const uint8_t *rmq_cq_entry(const struct rmq_store *s, const struct rmq_cq *q, int64_t qoff);
 void rmq_cq_free_all(struct rmq_store *s);
+bool rmq_cq_maker_idle(const struct rmq_store *s);
 /* Recovery: map every queue on disk; next = entries for records below log offset p. */
 int rmq_cq_load(struct rmq_store *s, uint64_t p);
 /* Recovery end: max = next; entries past it are erased (they point past the log end).

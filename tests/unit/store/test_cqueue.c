@@ -250,6 +250,55 @@ Test(cqueue, holes_and_stale_entries_past_the_checkpoint_are_repaired)
     verify_queue(103);
 }
 
+/* A queue's next file is made once its last one is three quarters full, so dispatch
+ * waits only for a queue's first file; entries stay right across the files. */
+Test(cqueue, next_queue_file_is_made_ahead)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 40};
+    struct rmq_cq *q;
+
+    open_store(&cfg);
+    for (int i = 0; i < 200; i += 5) {
+        append_n(i, 5, 0, 50);
+    }
+    q = rmq_cq_find(st, "T0", 2, 0);
+    cr_assert_not_null(q);
+    cr_assert_eq(rmq_store_stats(st)->cq_file_waits, 1, "waits %llu",
+                 (unsigned long long)rmq_store_stats(st)->cq_file_waits);
+    cr_assert_eq(q->seg_count, 6, "files %d (5 used, the sixth made ahead)", q->seg_count);
+    verify_queue(200);
+}
+
+/* The queue directory cannot be made: dispatch pauses, nothing is lost, and entries
+ * appear once the obstacle is gone. */
+Test(cqueue, failed_queue_file_creation_pauses_dispatch_then_resumes)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 100};
+    char path[256];
+    int fd;
+
+    open_store(&cfg);
+    append_n(0, 3, 1, 50);                      /* consumequeue/T1 exists now */
+    snprintf(path, sizeof(path), "%s/consumequeue/T0", root);
+    fd = open(path, O_WRONLY | O_CREAT, 0644);  /* a file where T0's directory goes */
+    cr_assert_geq(fd, 0);
+    close(fd);
+    for (int i = 3; i < 13; i++) {
+        fill(&msgs[i], i, 50, 0);
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_for_ms(50);
+    cr_assert_eq(finished, 13);
+    for (int i = 3; i < 13; i++) {
+        cr_assert_eq(msgs[i].status, 0, "appends are acknowledged: the log holds them");
+    }
+    cr_assert_geq(rmq_store_stats(st)->dispatch_stalls, 1);
+    cr_assert_null(rmq_cq_find(st, "T0", 2, 0)->segs);
+    cr_assert_eq(unlink(path), 0);
+    run_for_ms(300);                            /* retried every 100 ms */
+    verify_queue(10);
+}
+
 Test(cqueue, lost_queue_files_are_rebuilt_from_the_log)
 {
     struct rmq_store_config cfg = {.seg_size = 4096, .cq_entries = 100};
