@@ -249,6 +249,12 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
             rs = rs * 1103515245u + 12345u;
             burst = 1 + (int)((rs >> 8) % 6);
             if (step == steps / 2 && (seed & 1)) {
+                /* let queue files made through the ring arrive, so the checkpoint has
+                 * dispatched records to cover */
+                for (int w = 0; w < 50 && (!rmq_cq_maker_idle(st) ||
+                                           st->dispatched_off < st->written_off); w++) {
+                    rmq_loop_run_once(&loop, 1000000);
+                }
                 rmq_store__checkpoint(st);  /* lands, or not, before the crash */
                 for (int w = 0; w < (seed >> 1) % 8; w++) {
                     rmq_loop_run_once(&loop, 1000000);
