@@ -38,6 +38,17 @@ rmq_jw_init(struct rmq_jw *w, enum rmq_json_dialect dialect)
 }
 
 void
+rmq_jw_reset(struct rmq_jw *w, enum rmq_json_dialect dialect)
+{
+    char *buf = w->buf;
+    size_t cap = w->cap;
+
+    rmq_jw_init(w, dialect);
+    w->buf = buf;
+    w->cap = cap;
+}
+
+void
 rmq_jw_fini(struct rmq_jw *w)
 {
     free(w->buf);
