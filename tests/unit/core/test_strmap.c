@@ -1,0 +1,130 @@
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/strmap.h"
+
+struct item {
+    int n;
+    char name[24];
+};
+
+static struct item *
+item_new(int n)
+{
+    struct item *it = malloc(sizeof(*it));
+
+    it->n = n;
+    snprintf(it->name, sizeof(it->name), "topic-%d", n);
+    return it;
+}
+
+Test(strmap, empty_map_finds_nothing)
+{
+    struct rmq_strmap m;
+    uint32_t pos = 0;
+
+    rmq_strmap_init(&m);
+    cr_assert_null(rmq_strmap_get(&m, "x"));
+    cr_assert_null(rmq_strmap_del(&m, "x"));
+    cr_assert_null(rmq_strmap_next(&m, &pos));
+    rmq_strmap_fini(&m);
+}
+
+Test(strmap, put_get_delete_twenty_thousand_keys)
+{
+    struct rmq_strmap m;
+    enum { N = 20000 };
+
+    rmq_strmap_init(&m);
+    for (int i = 0; i < N; i++) {
+        struct item *it = item_new(i);
+
+        cr_assert_eq(rmq_strmap_put(&m, it->name, it), 0);
+    }
+    cr_assert_eq(rmq_strmap_len(&m), N);
+    for (int i = 0; i < N; i++) {
+        char key[24];
+        struct item *it;
+
+        snprintf(key, sizeof(key), "topic-%d", i);
+        it = rmq_strmap_get(&m, key);
+        cr_assert_not_null(it, "%s", key);
+        cr_assert_eq(it->n, i);
+        /* length-bounded lookup: a prefix of a longer buffer */
+        cr_assert_eq(rmq_strmap_get_n(&m, key, strlen(key)), it);
+    }
+    cr_assert_null(rmq_strmap_get_n(&m, "topic-1", 6));     /* "topic-" */
+    /* delete the even ones, the odd ones stay reachable past the tombstones */
+    for (int i = 0; i < N; i += 2) {
+        char key[24];
+
+        snprintf(key, sizeof(key), "topic-%d", i);
+        free(rmq_strmap_del(&m, key));
+    }
+    cr_assert_eq(rmq_strmap_len(&m), N / 2);
+    for (int i = 0; i < N; i++) {
+        char key[24];
+
+        snprintf(key, sizeof(key), "topic-%d", i);
+        cr_assert_eq(rmq_strmap_get(&m, key) != NULL, i % 2 == 1, "%s", key);
+    }
+    {
+        uint32_t pos = 0;
+        struct item *it;
+        int seen = 0;
+
+        while ((it = rmq_strmap_next(&m, &pos)) != NULL) {
+            cr_assert_eq(it->n % 2, 1);
+            free(rmq_strmap_del(&m, it->name));     /* deleting the current entry is allowed */
+            seen++;
+        }
+        cr_assert_eq(seen, N / 2);
+    }
+    cr_assert_eq(rmq_strmap_len(&m), 0);
+    rmq_strmap_fini(&m);
+}
+
+Test(strmap, put_replaces_the_value_of_an_existing_key)
+{
+    struct rmq_strmap m;
+    struct item *a = item_new(1);
+    struct item *b = item_new(1);
+
+    rmq_strmap_init(&m);
+    cr_assert_eq(rmq_strmap_put(&m, a->name, a), 0);
+    cr_assert_eq(rmq_strmap_put(&m, b->name, b), 0);
+    cr_assert_eq(rmq_strmap_len(&m), 1);
+    cr_assert_eq(rmq_strmap_get(&m, "topic-1"), b);
+    free(a);
+    free(rmq_strmap_del(&m, "topic-1"));
+    rmq_strmap_fini(&m);
+}
+
+Test(strmap, churn_reuses_tombstones_without_growing_forever)
+{
+    struct rmq_strmap m;
+
+    rmq_strmap_init(&m);
+    for (int i = 0; i < 100000; i++) {
+        struct item *it = item_new(i);
+
+        cr_assert_eq(rmq_strmap_put(&m, it->name, it), 0);
+        if (i >= 8) {
+            char key[24];
+
+            snprintf(key, sizeof(key), "topic-%d", i - 8);
+            free(rmq_strmap_del(&m, key));
+        }
+    }
+    cr_assert_eq(rmq_strmap_len(&m), 8);
+    cr_assert_leq(m.mask + 1, 64u, "slots %u for 8 live keys", m.mask + 1);
+    for (int i = 100000 - 8; i < 100000; i++) {
+        char key[24];
+
+        snprintf(key, sizeof(key), "topic-%d", i);
+        free(rmq_strmap_del(&m, key));
+    }
+    rmq_strmap_fini(&m);
+}
