@@ -31,7 +31,7 @@ static const struct rmq_config_key namesrv_keys[] = {
     NS_KEY("maxConnections", RMQ_CONFIG_I64, max_connections, "1024", 1, 1 << 20,
            "connections served at once; more are refused"),
     NS_KEY("kvConfigPath", RMQ_CONFIG_STR, kv_config_path, "~/namesrv/kvConfig.json", 0, 0,
-           "KV config file (JSON, written atomically); ~/ is $HOME"),
+           "KV config file (JSON, written atomically); ~/ is $HOME; empty: memory only"),
     NS_KEY("brokerExpiredMs", RMQ_CONFIG_I64, broker_expired_ms, "120000", 100, 86400000,
            "a broker not re-registered for this long is removed"),
     NS_KEY("scanNotActiveBrokerInterval", RMQ_CONFIG_I64, scan_not_active_broker_interval,
@@ -104,7 +104,7 @@ rmq_namesrv_create(struct rmq_namesrv **out, struct rmq_server *srv,
         RMQ_ERROR("namesrv: kvConfigPath too long path=%s", cfg->kv_config_path);
         goto out_free;
     }
-    ret = rmq_kvconfig_init(&ns->kv, path, err, sizeof(err));
+    ret = rmq_kvconfig_init(&ns->kv, path[0] != '\0' ? path : NULL, err, sizeof(err));
     if (ret < 0) {
         RMQ_ERROR("namesrv: KV config not loaded (%s) err=%s, not starting; fix or move the "
                   "file (kvConfigPath)", err, strerror(-ret));
@@ -120,7 +120,7 @@ rmq_namesrv_create(struct rmq_namesrv **out, struct rmq_server *srv,
         return ret;
     }
     RMQ_INFO("namesrv: started kvConfigPath=%s brokerExpiredMs=%lld "
-             "scanNotActiveBrokerInterval=%lld", path, (long long)cfg->broker_expired_ms,
+             "scanNotActiveBrokerInterval=%lld", path[0] ? path : "(memory only)", (long long)cfg->broker_expired_ms,
              (long long)cfg->scan_not_active_broker_interval);
     *out = ns;
     return 0;

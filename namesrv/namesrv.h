@@ -21,7 +21,7 @@ struct rmq_namesrv_config {
     int64_t listen_port;                    /* listenPort (daemon) */
     char bind_address[64];                  /* bindAddress (daemon) */
     int64_t max_connections;                /* maxConnections (daemon) */
-    char kv_config_path[RMQ_NAMESRV_PATH_MAX];  /* kvConfigPath; leading "~/" = $HOME */
+    char kv_config_path[RMQ_NAMESRV_PATH_MAX];  /* kvConfigPath; "~/" = $HOME; "" = no file */
     int64_t broker_expired_ms;              /* brokerExpiredMs */
     int64_t scan_not_active_broker_interval;    /* scanNotActiveBrokerInterval, ms */
     bool order_message_enable;              /* orderMessageEnable */

@@ -146,6 +146,16 @@ live_free(struct rmq_ri_live *l)
     free(l);
 }
 
+/* Free a live entry already taken out of rt->live. */
+static void
+live_drop(struct rmq_routeinfo *rt, struct rmq_ri_live *l)
+{
+    if (l->filter_server_count > 0) {
+        rt->filter_live_count--;
+    }
+    live_free(l);
+}
+
 static void
 cluster_free(struct rmq_ri_cluster *c)
 {
@@ -156,6 +166,7 @@ cluster_free(struct rmq_ri_cluster *c)
 void
 rmq_routeinfo_init(struct rmq_routeinfo *rt)
 {
+    rt->filter_live_count = 0;
     rmq_strmap_init(&rt->topics);
     rmq_strmap_init(&rt->brokers);
     rmq_strmap_init(&rt->clusters);
@@ -266,7 +277,7 @@ addr_remove(struct rmq_routeinfo *rt, const char *addr)
     }
     l = rmq_strmap_del(&rt->live, addr);   /* last: addr may point into it */
     if (l != NULL) {
-        live_free(l);
+        live_drop(rt, l);
     }
 }
 
@@ -279,7 +290,7 @@ rmq_routeinfo_unregister(struct rmq_routeinfo *rt, const char *cluster, const ch
 
     (void)cluster;                  /* the BrokerData knows its cluster */
     if (l != NULL) {
-        live_free(l);
+        live_drop(rt, l);
     }
     if (b == NULL) {
         return;
@@ -587,6 +598,7 @@ live_update(struct rmq_routeinfo *rt, const struct rmq_register_req *req, uint64
             goto out_nomem;
         }
     }
+    rt->filter_live_count += (nf > 0) - (l->filter_server_count > 0);
     for (uint32_t i = 0; i < l->filter_server_count; i++) {
         free(l->filter_servers[i]);
     }
@@ -768,18 +780,35 @@ write_broker_data(const struct rmq_ri_broker *b, struct rmq_jw *w)
     rmq_jw_obj_end(w);
 }
 
+#define ROUTE_BROKERS_CACHED 16
+
+static const struct rmq_ri_broker *
+route_broker(const struct rmq_routeinfo *rt, const struct rmq_ri_topic *t,
+             const struct rmq_ri_broker *const *seen, uint32_t i)
+{
+    return i < ROUTE_BROKERS_CACHED ? seen[i] : rmq_strmap_get(&rt->brokers,
+                                                               t->queues[i].broker_name);
+}
+
 int
 rmq_routeinfo_write_route(const struct rmq_routeinfo *rt, const char *topic, size_t topic_len,
                           const char *order_conf, struct rmq_jw *w)
 {
     const struct rmq_ri_topic *t = rmq_strmap_get_n(&rt->topics, topic, topic_len);
+    const struct rmq_ri_broker *seen[ROUTE_BROKERS_CACHED];
     bool found = false;
 
     if (t == NULL) {
         return -ENOENT;
     }
-    for (uint32_t i = 0; i < t->queue_count && !found; i++) {
-        found = rmq_strmap_get(&rt->brokers, t->queues[i].broker_name) != NULL;
+    /* one lookup per broker name for the common case of a few names per topic */
+    for (uint32_t i = 0; i < t->queue_count; i++) {
+        const struct rmq_ri_broker *b = rmq_strmap_get(&rt->brokers, t->queues[i].broker_name);
+
+        if (i < ROUTE_BROKERS_CACHED) {
+            seen[i] = b;
+        }
+        found |= b != NULL;
     }
     if (!found) {
         return -ENOENT;
@@ -789,7 +818,7 @@ rmq_routeinfo_write_route(const struct rmq_routeinfo *rt, const char *topic, siz
     rmq_jw_key(w, "brokerDatas");
     rmq_jw_arr_begin(w);
     for (uint32_t i = 0; i < t->queue_count; i++) {
-        const struct rmq_ri_broker *b = rmq_strmap_get(&rt->brokers, t->queues[i].broker_name);
+        const struct rmq_ri_broker *b = route_broker(rt, t, seen, i);
 
         if (b != NULL) {
             write_broker_data(b, w);
@@ -798,8 +827,8 @@ rmq_routeinfo_write_route(const struct rmq_routeinfo *rt, const char *topic, siz
     rmq_jw_arr_end(w);
     rmq_jw_key(w, "filterServerTable");
     rmq_jw_obj_begin(w);
-    for (uint32_t i = 0; i < t->queue_count; i++) {
-        const struct rmq_ri_broker *b = rmq_strmap_get(&rt->brokers, t->queues[i].broker_name);
+    for (uint32_t i = 0; rt->filter_live_count > 0 && i < t->queue_count; i++) {
+        const struct rmq_ri_broker *b = route_broker(rt, t, seen, i);
 
         for (uint32_t k = 0; b != NULL && k < b->addr_count; k++) {
             const struct rmq_ri_live *l = rmq_strmap_get(&rt->live, b->addrs[k].addr);
@@ -1005,12 +1034,17 @@ rmq_routeinfo_check(const struct rmq_routeinfo *rt)
     const struct rmq_ri_broker *b;
     const struct rmq_ri_topic *t;
     const struct rmq_ri_cluster *c;
+    uint32_t with_filters = 0;
     uint32_t listed = 0;
 
     for (uint32_t i = 0; (l = rmq_strmap_next(&rt->live, &i)) != NULL;) {
         if (!addr_in_some_broker(rt, l->addr)) {
             return false;
         }
+        with_filters += l->filter_server_count > 0;
+    }
+    if (with_filters != rt->filter_live_count) {
+        return false;
     }
     for (uint32_t i = 0; (b = rmq_strmap_next(&rt->brokers, &i)) != NULL;) {
         if (b->addr_count == 0 || !cluster_lists(rt, b->cluster, b->name)) {

@@ -80,6 +80,7 @@ struct rmq_routeinfo {
     struct rmq_strmap brokers;      /* values owned: struct rmq_ri_broker */
     struct rmq_strmap clusters;     /* values owned: struct rmq_ri_cluster */
     struct rmq_strmap live;         /* values owned: struct rmq_ri_live */
+    uint32_t filter_live_count;     /* live entries with filter servers (usually 0) */
 };
 
 void rmq_routeinfo_init(struct rmq_routeinfo *rt);

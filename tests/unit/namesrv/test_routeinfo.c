@@ -517,3 +517,34 @@ Test(routeinfo, ten_thousand_topics_on_two_hundred_brokers)
         free(r);
     }
 }
+
+Test(routeinfo, filter_servers_appear_in_the_route_until_the_broker_drops_them)
+{
+    const char *filters[] = {"10.0.0.1:8000", "10.0.0.1:8001"};
+    struct rmq_register_req req = {
+        .cluster = "C", .broker_name = "broker-a", .broker_addr = "10.0.0.1:10911",
+        .ha_server_addr = "", .has_topic_config = true, .data_version = {1, 1},
+        .topics = &topic_test, .topic_count = 1, .filter_servers = filters,
+        .filter_server_count = 2, .conn_tag = 1,
+    };
+    struct rmq_register_result res;
+    char *r;
+
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 0, &res), 0);
+    cr_assert(rmq_routeinfo_check(&rt));
+    r = route("TopicTest", RMQ_JSON_FASTJSON);
+    cr_assert_not_null(strstr(r, "\"filterServerTable\":{\"10.0.0.1:10911\":[\"10.0.0.1:8000\","
+                                 "\"10.0.0.1:8001\"]}"), "%s", r);
+    free(r);
+    req.filter_server_count = 0;
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 1, &res), 0);
+    cr_assert(rmq_routeinfo_check(&rt));
+    r = route("TopicTest", RMQ_JSON_FASTJSON);
+    cr_assert_not_null(strstr(r, "\"filterServerTable\":{}"), "%s", r);
+    free(r);
+    req.filter_server_count = 1;
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 2, &res), 0);
+    cr_assert_eq(rmq_routeinfo_conn_closed(&rt, 1), 1);
+    cr_assert(rmq_routeinfo_check(&rt));
+    cr_assert_eq(rt.filter_live_count, 0);
+}
