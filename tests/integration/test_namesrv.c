@@ -33,12 +33,15 @@
 
 /* ---- the daemon ----------------------------------------------------------------------- */
 
-static struct {
+struct daemon {
     pid_t pid;
     uint16_t port;
     char dir[64];
     char log[128];
-} D;
+};
+
+static struct daemon D;             /* the one most tests use */
+static struct daemon D2;            /* a second, independent NameServer */
 
 static void
 daemon_path(char *out, size_t cap)
@@ -53,10 +56,10 @@ daemon_path(char *out, size_t cap)
 
 /* The port from "namesrv: serving address=... port=N" in the daemon's log, or 0. */
 static uint16_t
-log_port(void)
+log_port(const struct daemon *d)
 {
     char buf[8192];
-    FILE *f = fopen(D.log, "r");
+    FILE *f = fopen(d->log, "r");
     static const char prefix[] = "namesrv: serving address=127.0.0.1 port=";
     const char *p;
     size_t n;
@@ -73,7 +76,7 @@ log_port(void)
 
 /* Start the daemon with extra --key=value arguments (NULL-terminated). */
 static void
-daemon_start(const char *const *extra)
+daemon_start_at(struct daemon *d, const char *const *extra)
 {
     char bin[PATH_MAX];
     char kv[128];
@@ -82,12 +85,12 @@ daemon_start(const char *const *extra)
     uint64_t end;
 
     daemon_path(bin, sizeof(bin));
-    if (D.dir[0] == '\0') {
-        snprintf(D.dir, sizeof(D.dir), "/tmp/rmq-ns-test-XXXXXX");
-        cr_assert_not_null(mkdtemp(D.dir));
+    if (d->dir[0] == '\0') {
+        snprintf(d->dir, sizeof(d->dir), "/tmp/rmq-ns-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(d->dir));
     }
-    snprintf(D.log, sizeof(D.log), "%s/namesrv.log", D.dir);
-    snprintf(kv, sizeof(kv), "--kvConfigPath=%s/kv/kvConfig.json", D.dir);
+    snprintf(d->log, sizeof(d->log), "%s/namesrv.log", d->dir);
+    snprintf(kv, sizeof(kv), "--kvConfigPath=%s/kv/kvConfig.json", d->dir);
     argv[argc++] = bin;
     argv[argc++] = "--listenPort=0";
     argv[argc++] = "--bindAddress=127.0.0.1";
@@ -96,49 +99,61 @@ daemon_start(const char *const *extra)
         argv[argc++] = extra[i];
     }
     argv[argc] = NULL;
-    unlink(D.log);
-    D.pid = fork();
-    cr_assert_geq(D.pid, 0);
-    if (D.pid == 0) {
-        int fd = open(D.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    unlink(d->log);
+    d->pid = fork();
+    cr_assert_geq(d->pid, 0);
+    if (d->pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
         dup2(fd, 2);
         execv(bin, (char *const *)argv);
         _exit(127);
     }
     end = rmq_clock_mono_ns() + 5000000000ull;
-    while ((D.port = log_port()) == 0 && rmq_clock_mono_ns() < end) {
+    while ((d->port = log_port(d)) == 0 && rmq_clock_mono_ns() < end) {
         usleep(5000);
     }
-    cr_assert_neq(D.port, 0, "daemon did not start; see %s", D.log);
+    cr_assert_neq(d->port, 0, "daemon did not start; see %s", d->log);
+}
+
+static void
+daemon_start(const char *const *extra)
+{
+    daemon_start_at(&D, extra);
 }
 
 /* SIGTERM, then the exit status (-1 when it did not exit within 5 s). */
 static int
-daemon_stop(void)
+daemon_stop_at(struct daemon *d)
 {
     uint64_t end = rmq_clock_mono_ns() + 5000000000ull;
     int status;
 
-    kill(D.pid, SIGTERM);
-    while (waitpid(D.pid, &status, WNOHANG) == 0) {
+    kill(d->pid, SIGTERM);
+    while (waitpid(d->pid, &status, WNOHANG) == 0) {
         if (rmq_clock_mono_ns() > end) {
-            kill(D.pid, SIGKILL);
-            waitpid(D.pid, &status, 0);
+            kill(d->pid, SIGKILL);
+            waitpid(d->pid, &status, 0);
             return -1;
         }
         usleep(5000);
     }
-    D.pid = 0;
+    d->pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void
+daemon_stop_ok_at(struct daemon *d)
+{
+    int rc = daemon_stop_at(d);
+
+    cr_assert_eq(rc, 0, "daemon exit status %d; see %s", rc, d->log);
 }
 
 static void
 daemon_stop_ok(void)
 {
-    int rc = daemon_stop();
-
-    cr_assert_eq(rc, 0, "daemon exit status %d; see %s", rc, D.log);
+    daemon_stop_ok_at(&D);
 }
 
 /* ---- the client side: brokers and clients on this thread's loop ---------------------- */
@@ -184,8 +199,9 @@ stopped(void *arg)
     return ((struct rmq_client *)arg)->state == RMQ_CLIENT_STOPPED;
 }
 
+/* n clients; client i connects to ports[i] (NULL: all to D). */
 static void
-clients_up(int n)
+clients_up_to(int n, const uint16_t *ports)
 {
     struct rmq_loop_config lcfg = {.name = "test"};
 
@@ -193,11 +209,19 @@ clients_up(int n)
     cr_assert_eq(rmq_net_loop_init(&C.nl, &C.loop, NULL, 2), 0);
     C.used = n;
     for (int i = 0; i < n; i++) {
-        struct rmq_client_config cfg = {.host = "127.0.0.1", .port = D.port, .no_reconnect = true};
+        struct rmq_client_config cfg = {
+            .host = "127.0.0.1", .port = ports ? ports[i] : D.port, .no_reconnect = true,
+        };
 
         cr_assert_eq(rmq_client_init(&C.cl[i], &C.nl, &cfg), 0);
         cr_assert(run_until(connected, &C.cl[i], 5000));
     }
+}
+
+static void
+clients_up(int n)
+{
+    clients_up_to(n, NULL);
 }
 
 static void
@@ -368,21 +392,28 @@ route_brokers(const struct answer *a, char *out, size_t cap)
 }
 
 static void
-cleanup(void)
+cleanup_one(struct daemon *d)
 {
     char cmd[128];
 
-    if (D.pid > 0) {
-        kill(D.pid, SIGKILL);
-        waitpid(D.pid, NULL, 0);
-        D.pid = 0;
+    if (d->pid > 0) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
+        d->pid = 0;
     }
-    if (D.dir[0] != '\0') {
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", D.dir);
+    if (d->dir[0] != '\0') {
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
         if (system(cmd) != 0) {
-            fprintf(stderr, "cleanup of %s failed\n", D.dir);
+            fprintf(stderr, "cleanup of %s failed\n", d->dir);
         }
     }
+}
+
+static void
+cleanup(void)
+{
+    cleanup_one(&D);
+    cleanup_one(&D2);
 }
 
 TestSuite(namesrv, .fini = cleanup, .timeout = 30);
@@ -721,4 +752,42 @@ Test(namesrv, help_and_bad_arguments)
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof(cmd), "%s --noSuchKey=1 >/dev/null 2>&1", bin);
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+}
+
+Test(namesrv, independent_nameservers_each_know_the_brokers_registered_with_them)
+{
+    struct answer a;
+    char names[128];
+    uint16_t ports[4];
+
+    daemon_start(NULL);
+    daemon_start_at(&D2, NULL);
+    /* broker-a registers with both NameServers, broker-b only with the second */
+    ports[0] = D.port;
+    ports[1] = D2.port;
+    ports[2] = D2.port;
+    ports[3] = D.port;
+    clients_up_to(4, ports);
+    register_broker(0, "broker-a", 0, "127.0.0.1:10911", 1, "TopicTest:4", &a);
+    answer_free(&a);
+    register_broker(1, "broker-a", 0, "127.0.0.1:10911", 1, "TopicTest:4", &a);
+    answer_free(&a);
+    register_broker(2, "broker-b", 0, "127.0.0.1:20911", 1, "TopicTest:4", &a);
+    answer_free(&a);
+    /* a client may ask either; each answers from what was registered with it */
+    get_route(3, "TopicTest", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    route_brokers(&a, names, sizeof(names));
+    cr_assert_str_eq(names, "broker-a");
+    answer_free(&a);
+    get_route(2, "TopicTest", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    route_brokers(&a, names, sizeof(names));
+    cr_assert_str_eq(names, "broker-a,broker-b");
+    answer_free(&a);
+    /* one NameServer going away leaves the other serving */
+    daemon_stop_ok_at(&D2);
+    get_route(3, "TopicTest", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok();
 }
