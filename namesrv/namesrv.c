@@ -112,13 +112,14 @@ rmq_namesrv_create(struct rmq_namesrv **out, struct rmq_server *srv,
     }
     rmq_routeinfo_init(&ns->routes);
     rmq_jw_init(&ns->out, RMQ_JSON_FASTJSON);
-    rmq_namesrv__handlers_install(ns);
     ret = rmq_timer_arm(ns->loop, &ns->scan_timer,
                         (uint64_t)cfg->scan_not_active_broker_interval * 1000000ull, scan_fire);
     if (ret < 0) {
         rmq_namesrv_destroy(ns);
         return ret;
     }
+    rmq_namesrv__handlers_install(ns, true);   /* last: from here on, srv points at ns */
+    ns->installed = true;
     RMQ_INFO("namesrv: started kvConfigPath=%s brokerExpiredMs=%lld "
              "scanNotActiveBrokerInterval=%lld", path[0] ? path : "(memory only)", (long long)cfg->broker_expired_ms,
              (long long)cfg->scan_not_active_broker_interval);
@@ -152,7 +153,9 @@ rmq_namesrv_destroy(struct rmq_namesrv *ns)
         return;
     }
     rmq_timer_cancel(ns->loop, &ns->scan_timer);
-    rmq_server_on_conn_close(ns->srv, NULL, NULL);
+    if (ns->installed) {
+        rmq_namesrv__handlers_install(ns, false);
+    }
     rmq_routeinfo_fini(&ns->routes);
     rmq_kvconfig_fini(&ns->kv);
     rmq_jw_fini(&ns->out);

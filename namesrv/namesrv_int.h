@@ -52,10 +52,11 @@ struct rmq_namesrv {
     struct rmq_jw out;              /* response bodies, reused (rmq_jw_reset) */
     uint8_t *conn_has_broker;       /* owned: per connection slot, a broker registered on it */
     bool stopped;
+    bool installed;                 /* handlers and close hook are on srv */
 };
 
-/* Install every request handler on ns->srv (processor.c). */
-void rmq_namesrv__handlers_install(struct rmq_namesrv *ns);
+/* Install (or remove) every request handler and the close hook on ns->srv (processor.c). */
+void rmq_namesrv__handlers_install(struct rmq_namesrv *ns, bool install);
 /* Connection tag for the route table: slot and generation, never 0. */
 uint64_t rmq_namesrv__conn_tag(const struct rmq_namesrv *ns, const struct rmq_conn *c);
 /* One expiry pass at the loop's current time; closes expired brokers' connections. */

@@ -647,7 +647,7 @@ rmq_namesrv__scan(struct rmq_namesrv *ns)
 }
 
 void
-rmq_namesrv__handlers_install(struct rmq_namesrv *ns)
+rmq_namesrv__handlers_install(struct rmq_namesrv *ns, bool install)
 {
     static const struct {
         int code;
@@ -674,7 +674,8 @@ rmq_namesrv__handlers_install(struct rmq_namesrv *ns)
     };
 
     for (size_t i = 0; i < RMQ_ARRAY_LEN(table); i++) {
-        rmq_server_handle(ns->srv, table[i].code, table[i].fn, ns);
+        rmq_server_handle(ns->srv, table[i].code, install ? table[i].fn : NULL,
+                          install ? ns : NULL);
     }
-    rmq_server_on_conn_close(ns->srv, on_conn_close, ns);
+    rmq_server_on_conn_close(ns->srv, install ? on_conn_close : NULL, install ? ns : NULL);
 }
