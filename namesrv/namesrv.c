@@ -28,7 +28,7 @@ static const struct rmq_config_key namesrv_keys[] = {
            "TCP port to serve on (0 = any free port)"),
     NS_KEY("bindAddress", RMQ_CONFIG_STR, bind_address, "0.0.0.0", 0, 0,
            "IPv4 address to listen on"),
-    NS_KEY("maxConnections", RMQ_CONFIG_I64, max_connections, "1024", 1, 1 << 20,
+    NS_KEY("maxConnections", RMQ_CONFIG_I64, max_connections, "1024", 1, 65536,
            "connections served at once; more are refused"),
     NS_KEY("kvConfigPath", RMQ_CONFIG_STR, kv_config_path, "~/namesrv/kvConfig.json", 0, 0,
            "KV config file (JSON, written atomically); ~/ is $HOME; empty: memory only"),

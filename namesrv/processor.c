@@ -246,7 +246,8 @@ h_register_broker(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bu
     ret = rmq_routeinfo_validate(&rr, &why);
     if (ret == 0) {
         ret = rmq_routeinfo_register(&ns->routes, &rr, now_ms(ns), &res);
-        why = ret == -ENOSPC ? "too many broker ids under one brokerName" : "out of memory";
+        why = ret == -ENOSPC ? "the NameServer's topic, broker or broker id limit is reached"
+                             : "out of memory";
     }
     rmq_namesrv__register_body_fini(&rb);
     if (ret < 0) {

@@ -166,6 +166,8 @@ cluster_free(struct rmq_ri_cluster *c)
 void
 rmq_routeinfo_init(struct rmq_routeinfo *rt)
 {
+    rt->max_topics = RMQ_NAMESRV_TOPICS_MAX;
+    rt->max_brokers = RMQ_NAMESRV_BROKERS_MAX;
     rt->filter_live_count = 0;
     rmq_strmap_init(&rt->topics);
     rmq_strmap_init(&rt->brokers);
@@ -626,6 +628,29 @@ data_version_eq(const struct rmq_data_version *a, const struct rmq_data_version 
     return a->counter == b->counter && a->timestamp == b->timestamp;
 }
 
+/* Whether req stays within the table-wide caps; checked before anything changes. */
+static bool
+fits(const struct rmq_routeinfo *rt, const struct rmq_register_req *req,
+     const struct rmq_ri_live *prev)
+{
+    uint32_t new_topics = 0;
+
+    if (prev == NULL && rmq_strmap_len(&rt->live) >= rt->max_brokers) {
+        return false;
+    }
+    if (rmq_strmap_get(&rt->brokers, req->broker_name) == NULL &&
+        rmq_strmap_len(&rt->brokers) >= rt->max_brokers) {
+        return false;
+    }
+    if (!req->has_topic_config || req->broker_id != RMQ_NAMESRV_MASTER_ID) {
+        return true;
+    }
+    for (uint32_t i = 0; i < req->topic_count; i++) {
+        new_topics += rmq_strmap_get(&rt->topics, req->topics[i].topic) == NULL;
+    }
+    return (uint64_t)rmq_strmap_len(&rt->topics) + new_topics <= rt->max_topics;
+}
+
 int
 rmq_routeinfo_register(struct rmq_routeinfo *rt, const struct rmq_register_req *req,
                        uint64_t now_ms, struct rmq_register_result *res)
@@ -641,6 +666,9 @@ rmq_routeinfo_register(struct rmq_routeinfo *rt, const struct rmq_register_req *
     ret = rmq_routeinfo_validate(req, &why);
     if (ret < 0) {
         return ret;
+    }
+    if (!fits(rt, req, prev)) {
+        return -ENOSPC;
     }
     ret = broker_get_or_add(rt, req, &b, &created);
     if (ret < 0) {

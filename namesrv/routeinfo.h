@@ -75,7 +75,13 @@ struct rmq_register_result {
     bool queues_updated;            /* topic config applied (first time or new DataVersion) */
 };
 
+/* Table-wide caps: peers cannot grow the table without bound (raise in code if needed). */
+#define RMQ_NAMESRV_TOPICS_MAX 1000000
+#define RMQ_NAMESRV_BROKERS_MAX 8192        /* broker names, and live broker addresses */
+
 struct rmq_routeinfo {
+    uint32_t max_topics;            /* RMQ_NAMESRV_TOPICS_MAX; tests lower them */
+    uint32_t max_brokers;           /* RMQ_NAMESRV_BROKERS_MAX */
     struct rmq_strmap topics;       /* values owned: struct rmq_ri_topic */
     struct rmq_strmap brokers;      /* values owned: struct rmq_ri_broker */
     struct rmq_strmap clusters;     /* values owned: struct rmq_ri_cluster */
@@ -94,8 +100,9 @@ int rmq_routeinfo_validate(const struct rmq_register_req *req, const char **why)
 
 /*
  * Apply a registration at now_ms (the caller's clock, ms). Validates first
- * (-EINVAL changes nothing); -ENOMEM may leave the registration half applied
- * but the table consistent. A master's topic config is applied on its first
+ * (-EINVAL changes nothing); -ENOSPC when it would take the table past max_topics
+ * or max_brokers, or a broker name past RMQ_NAMESRV_BROKER_IDS_MAX ids (changes
+ * nothing); -ENOMEM may leave the registration half applied but the table consistent. A master's topic config is applied on its first
  * registration and whenever its DataVersion differs from the stored one; an
  * unchanged DataVersion only refreshes liveness.
  */

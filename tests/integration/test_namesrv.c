@@ -531,13 +531,24 @@ route_gone(void *arg)
 
 Test(namesrv, silent_broker_expires_and_a_closed_broker_leaves_at_once)
 {
-    static const char *const args[] = {"--brokerExpiredMs=700",
-                                       "--scanNotActiveBrokerInterval=100", NULL};
     struct expiry_wait w = {0, false};
     struct answer a;
     char names[128];
+    char conf[128];
+    char conf_arg[160];
+    const char *args[] = {conf_arg, NULL};
+    FILE *f;
     uint64_t t0;
 
+    /* the shortened expiry comes from a --config file, the way operators set it */
+    snprintf(D.dir, sizeof(D.dir), "/tmp/rmq-ns-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(D.dir));
+    snprintf(conf, sizeof(conf), "%s/namesrv.conf", D.dir);
+    f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs("# test: expire fast\nbrokerExpiredMs = 700\nscanNotActiveBrokerInterval=100\n", f);
+    fclose(f);
+    snprintf(conf_arg, sizeof(conf_arg), "--config=%s", conf);
     daemon_start(args);
     clients_up(3);
     register_broker(0, "broker-a", 0, "127.0.0.1:10911", 1, "TopicTest:4", &a);
@@ -582,6 +593,7 @@ kv_call(int code, const char *ns, const char *key, const char *value, struct ans
 
 Test(namesrv, kv_config_survives_a_restart)
 {
+    static const char *const order_args[] = {"--orderMessageEnable=true", NULL};
     struct answer a;
     char path[160];
 
@@ -600,7 +612,7 @@ Test(namesrv, kv_config_survives_a_restart)
     snprintf(path, sizeof(path), "%s/kv/kvConfig.json", D.dir);
     cr_assert_eq(access(path, R_OK), 0, "no KV file at %s", path);
 
-    daemon_start(NULL);
+    daemon_start(order_args);
     clients_up(1);
     kv_call(RMQ_REQ_GET_KV_CONFIG, "ORDER_TOPIC_CONFIG", "TopicA", NULL, &a);
     cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
@@ -616,6 +628,11 @@ Test(namesrv, kv_config_survives_a_restart)
     /* a broker's registration answer carries the ORDER_TOPIC_CONFIG table */
     register_broker(0, "broker-a", 0, "127.0.0.1:10911", 1, "TopicA:4", &a);
     cr_assert_str_eq(a.body, "{\"table\":{\"TopicA\":\"broker-a:4\"}}");
+    answer_free(&a);
+    /* with orderMessageEnable the route carries it as orderTopicConf */
+    get_route(0, "TopicA", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    cr_assert_not_null(strstr(a.body, "\"orderTopicConf\":\"broker-a:4\",\"queueDatas\""),
+                       "%s", a.body);
     answer_free(&a);
     clients_down();
     daemon_stop_ok();

@@ -548,3 +548,30 @@ Test(routeinfo, filter_servers_appear_in_the_route_until_the_broker_drops_them)
     cr_assert(rmq_routeinfo_check(&rt));
     cr_assert_eq(rt.filter_live_count, 0);
 }
+
+Test(routeinfo, table_wide_caps_refuse_whole_registrations)
+{
+    struct rmq_topic_queue_conf three[] = {{"A", 1, 1, 6, 0}, {"B", 1, 1, 6, 0},
+                                           {"C", 1, 1, 6, 0}};
+    struct rmq_register_req req = {
+        .cluster = "C", .broker_name = "broker-a", .broker_addr = "10.0.0.1:10911",
+        .ha_server_addr = "", .has_topic_config = true, .data_version = {1, 1},
+        .topics = three, .topic_count = 2, .conn_tag = 1,
+    };
+    struct rmq_register_result res;
+
+    rt.max_topics = 2;
+    rt.max_brokers = 1;
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 0, &res), 0);
+    req.topic_count = 3;                /* one topic more than fits: nothing applied */
+    req.data_version.counter = 2;
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 1, &res), -ENOSPC);
+    cr_assert_eq(rmq_routeinfo_topic_count(&rt), 2);
+    req.topics = &three[1];             /* known topics only: fine */
+    req.topic_count = 1;
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 2, &res), 0);
+    req.broker_name = "broker-b";       /* a second broker name and address */
+    req.broker_addr = "10.0.0.2:10911";
+    cr_assert_eq(rmq_routeinfo_register(&rt, &req, 3, &res), -ENOSPC);
+    cr_assert_eq(rmq_routeinfo_live_count(&rt), 1);
+}
