@@ -64,7 +64,14 @@ find(const struct rmq_strmap *m, const char *key, size_t key_len, uint64_t h)
 void *
 rmq_strmap_get_n(const struct rmq_strmap *m, const char *key, size_t key_len)
 {
-    struct rmq_strmap_slot *s = find(m, key, key_len, hash_bytes(key, key_len));
+    struct rmq_strmap_slot *s;
+
+    /* keys are C strings: one with a NUL inside matches nothing, and must not be
+     * compared (strncmp would stop at the NUL and key_eq then read past a shorter key) */
+    if (memchr(key, '\0', key_len) != NULL) {
+        return NULL;
+    }
+    s = find(m, key, key_len, hash_bytes(key, key_len));
 
     return s != NULL ? s->val : NULL;
 }

@@ -33,7 +33,7 @@ void rmq_strmap_init(struct rmq_strmap *m);
 /* Free the slots (not the values: the caller owns them). */
 void rmq_strmap_fini(struct rmq_strmap *m);
 
-/* The value for key (key_len bytes, no NUL needed), or NULL. */
+/* The value for key (key_len bytes, no NUL needed; one inside matches nothing), or NULL. */
 void *rmq_strmap_get_n(const struct rmq_strmap *m, const char *key, size_t key_len);
 void *rmq_strmap_get(const struct rmq_strmap *m, const char *key);
 

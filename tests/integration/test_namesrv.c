@@ -737,6 +737,12 @@ Test(namesrv, garbage_and_absurd_requests_get_errors_and_disturb_no_one)
         call(1, &h, NULL, &a);
         cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
         answer_free(&a);
+        /* a topic with a NUL inside (JSON \u0000) is no known topic */
+        rmq_header_init(&h, RMQ_REQ_GET_ROUTEINFO_BY_TOPIC, RMQ_SER_JSON);
+        rmq_header_add_n(&h, "topic", 5, "TopicTest\0x", 11);
+        call(1, &h, NULL, &a);
+        cr_assert_eq(a.code, RMQ_RESP_TOPIC_NOT_EXIST);
+        answer_free(&a);
         rmq_header_init(&h, 9999 % RMQ_REQ_CODE_LIMIT, RMQ_SER_JSON);
         call(1, &h, NULL, &a);
         cr_assert_eq(a.code, RMQ_RESP_REQUEST_CODE_NOT_SUPPORTED);

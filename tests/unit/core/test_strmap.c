@@ -128,3 +128,17 @@ Test(strmap, churn_reuses_tombstones_without_growing_forever)
     }
     rmq_strmap_fini(&m);
 }
+
+Test(strmap, a_key_with_a_nul_inside_matches_nothing)
+{
+    struct rmq_strmap m;
+    struct item *it = item_new(7);
+
+    rmq_strmap_init(&m);
+    cr_assert_eq(rmq_strmap_put(&m, it->name, it), 0);
+    /* "topic-7\0xyz": its C-string prefix is a key, the bytes are not */
+    cr_assert_null(rmq_strmap_get_n(&m, "topic-7\0xyz", 11));
+    cr_assert_eq(rmq_strmap_get_n(&m, "topic-7\0xyz", 7), it);
+    free(rmq_strmap_del(&m, "topic-7"));
+    rmq_strmap_fini(&m);
+}
