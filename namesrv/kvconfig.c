@@ -73,6 +73,7 @@ rmq_kvconfig_put(struct rmq_kvconfig *kv, const char *ns, const char *key, const
         }
     }
     e = rmq_strmap_get(&n->entries, key);
+    kv->dirty = true;
     if (e != NULL) {
         free(e->value);
         e->value = v;
@@ -110,6 +111,7 @@ rmq_kvconfig_delete(struct rmq_kvconfig *kv, const char *ns, const char *key)
     }
     free(e->value);
     free(e);
+    kv->dirty = true;
     if (rmq_strmap_len(&n->entries) == 0) {
         rmq_strmap_del(&kv->namespaces, n->name);
         namespace_free(n);
@@ -223,7 +225,7 @@ fsync_dir(const char *path)
 }
 
 int
-rmq_kvconfig_persist(const struct rmq_kvconfig *kv)
+rmq_kvconfig_persist(struct rmq_kvconfig *kv)
 {
     const struct kv_namespace *n;
     struct rmq_jw w;
@@ -288,6 +290,9 @@ rmq_kvconfig_persist(const struct rmq_kvconfig *kv)
         goto out_tmp;
     }
     ret = fsync_dir(kv->path);
+    if (ret == 0) {
+        kv->dirty = false;
+    }
 out_tmp:
     free(tmp);
 out_jw:
@@ -381,6 +386,7 @@ rmq_kvconfig_init(struct rmq_kvconfig *kv, const char *path, char *err, size_t e
 
     rmq_strmap_init(&kv->namespaces);
     kv->path = NULL;
+    kv->dirty = false;
     if (path == NULL) {
         return 0;
     }
@@ -392,5 +398,6 @@ rmq_kvconfig_init(struct rmq_kvconfig *kv, const char *path, char *err, size_t e
     if (ret < 0) {
         rmq_kvconfig_fini(kv);
     }
+    kv->dirty = false;              /* what was loaded is what the file holds */
     return ret;
 }

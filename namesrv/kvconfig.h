@@ -23,6 +23,7 @@
 struct rmq_kvconfig {
     struct rmq_strmap namespaces;   /* values owned: namespace tables */
     char *path;                     /* owned; NULL: memory only */
+    bool dirty;                     /* changed since the last successful persist */
 };
 
 /*
@@ -44,6 +45,6 @@ bool rmq_kvconfig_write_namespace(const struct rmq_kvconfig *kv, const char *ns,
                                   struct rmq_jw *w);
 
 /* Write the file atomically (see above); creates its directory. 0 or -errno. */
-int rmq_kvconfig_persist(const struct rmq_kvconfig *kv);
+int rmq_kvconfig_persist(struct rmq_kvconfig *kv);
 
 #endif

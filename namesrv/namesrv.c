@@ -8,10 +8,12 @@
 #include "namesrv/namesrv.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/util.h"
@@ -64,12 +66,18 @@ scan_fire(struct rmq_timer *t)
     }
 }
 
-/* "~/x" -> "$HOME/x"; other paths as they are. 0 or -ENAMETOOLONG. */
+/* "~/x" -> "$HOME/x" (the passwd entry's home without HOME); other paths as they are. */
 static int
 expand_home(const char *path, char *out, size_t cap)
 {
     const char *home = getenv("HOME");
     int n;
+
+    if (home == NULL || home[0] == '\0') {
+        const struct passwd *pw = getpwuid(getuid());
+
+        home = pw != NULL ? pw->pw_dir : NULL;
+    }
 
     if (strncmp(path, "~/", 2) == 0 && home != NULL && home[0] != '\0') {
         n = snprintf(out, cap, "%s/%s", home, path + 2);
@@ -138,6 +146,9 @@ rmq_namesrv_stop(struct rmq_namesrv *ns)
 
     ns->stopped = true;
     rmq_timer_cancel(ns->loop, &ns->scan_timer);
+    if (!ns->kv.dirty) {
+        return 0;                   /* every change was persisted when it was made */
+    }
     ret = rmq_kvconfig_persist(&ns->kv);
     if (ret < 0) {
         RMQ_ERROR("namesrv: KV config not persisted at stop path=%s err=%s", ns->kv.path,

@@ -43,7 +43,10 @@ struct rmq_namesrv;
 int rmq_namesrv_create(struct rmq_namesrv **out, struct rmq_server *srv,
                        const struct rmq_namesrv_config *cfg);
 
-/* Stop the scan and persist the KV config. Call before stopping srv. 0 or -errno. */
+/*
+ * Stop the scan and persist KV changes not yet on disk (each change is written when
+ * made; this catches one whose write failed). Call before stopping srv. 0 or -errno.
+ */
 int rmq_namesrv_stop(struct rmq_namesrv *ns);
 
 /* Free everything; after rmq_namesrv_stop and once srv has stopped. */

@@ -67,7 +67,9 @@ Test(kvconfig, persisted_file_reloads_and_leaves_no_temp_file)
     cr_assert_eq(rmq_kvconfig_init(&kv, path, err, sizeof(err)), 0, "missing file is empty");
     cr_assert_eq(rmq_kvconfig_put(&kv, "ORDER_TOPIC_CONFIG", "TopicA", "broker-a:4"), 0);
     cr_assert_eq(rmq_kvconfig_put(&kv, "ns2", "quote\"key", "line\nvalue"), 0);
+    cr_assert(kv.dirty);
     cr_assert_eq(rmq_kvconfig_persist(&kv), 0);
+    cr_assert_not(kv.dirty);
     rmq_kvconfig_fini(&kv);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     cr_assert_eq(access(tmp, F_OK), -1);
@@ -78,6 +80,7 @@ Test(kvconfig, persisted_file_reloads_and_leaves_no_temp_file)
     cr_assert_not_null(strstr(buf, "{\"configTable\":{"), "%s", buf);
     cr_assert_not_null(strstr(buf, "\"ORDER_TOPIC_CONFIG\":{\"TopicA\":\"broker-a:4\"}"), "%s", buf);
     cr_assert_eq(rmq_kvconfig_init(&kv, path, err, sizeof(err)), 0, "%s", err);
+    cr_assert_not(kv.dirty, "loaded is not changed");
     cr_assert_str_eq(rmq_kvconfig_get(&kv, "ORDER_TOPIC_CONFIG", "TopicA"), "broker-a:4");
     cr_assert_str_eq(rmq_kvconfig_get(&kv, "ns2", "quote\"key"), "line\nvalue");
     rmq_kvconfig_fini(&kv);
@@ -121,5 +124,6 @@ Test(kvconfig, unwritable_directory_is_reported)
     kv.path = strdup(path);
     cr_assert_eq(rmq_kvconfig_put(&kv, "a", "b", "c"), 0);
     cr_assert_lt(rmq_kvconfig_persist(&kv), 0);
+    cr_assert(kv.dirty, "a failed write leaves the change to persist later");
     rmq_kvconfig_fini(&kv);
 }
