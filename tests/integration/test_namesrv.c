@@ -30,6 +30,7 @@
 #include "net/codes.h"
 #include "net/conn.h"
 #include "net/json.h"
+#include "tests/unit/vectors.h"
 
 /* ---- the daemon ----------------------------------------------------------------------- */
 
@@ -811,6 +812,77 @@ Test(namesrv, independent_nameservers_each_know_the_brokers_registered_with_them
     get_route(3, "TopicTest", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
     cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
     answer_free(&a);
+    clients_down();
+    daemon_stop_ok();
+}
+
+/* Send a recorded client frame on a fresh socket; one response frame back into resp. */
+static size_t
+raw_exchange(const uint8_t *req, size_t len, uint8_t *resp, size_t cap)
+{
+    struct pollfd p;
+    size_t got = 0;
+    size_t want = 4;
+    int fd = raw_connect();
+
+    cr_assert_eq(write(fd, req, len), (ssize_t)len);
+    p = (struct pollfd){.fd = fd, .events = POLLIN};
+    while (got < want) {
+        ssize_t n;
+
+        cr_assert_eq(poll(&p, 1, 3000), 1, "no response");
+        n = read(fd, resp + got, cap - got);
+        cr_assert_gt(n, 0);
+        got += (size_t)n;
+        if (got >= 4) {
+            want = 4 + rmq_get_be32(resp);
+            cr_assert_leq(want, cap);
+        }
+    }
+    close(fd);
+    return got;
+}
+
+Test(namesrv, recorded_client_route_requests_get_routes_in_their_dialect)
+{
+    static uint8_t resp[1 << 16];
+    struct rmq_codec_limits lim = {.max_frame = sizeof(resp), .max_header = sizeof(resp)};
+    struct rmq_frame f;
+    struct answer a;
+    uint8_t *req;
+    size_t len;
+    size_t n;
+
+    daemon_start(NULL);
+    clients_up(1);
+    register_broker(0, "broker-a", 0, "127.0.0.1:10911", 1, "TopicTest:4", &a);
+    answer_free(&a);
+    /* ali-ons 3.12 (version 121, JSON header): unquoted numeric keys, JSON answer */
+    cr_assert_eq(rmq_test_load_hex("alions-req-105-GET_ROUTEINFO_BY_TOPIC.hex", &req, &len), 0);
+    n = raw_exchange(req, len, resp, sizeof(resp));
+    free(req);
+    cr_assert_eq(rmq_frame_decode(resp, n, &lim, &f), (ssize_t)n);
+    cr_assert_eq(f.h.code, RMQ_RESP_SUCCESS);
+    cr_assert_eq(f.h.opaque, 1);
+    cr_assert_eq(f.h.serialize, RMQ_SER_JSON);
+    cr_assert(rmq_header_is_response(&f.h));
+    cr_assert_not_null(memmem(f.body, f.body_len, "{0:\"127.0.0.1:10911\"}", 21));
+    /* a 4.9.8 client with the binary header: standard JSON, binary answer */
+    cr_assert_eq(rmq_test_load_hex("synthetic-req-binary-GET_ROUTEINFO_BY_TOPIC.hex", &req,
+                                   &len), 0);
+    n = raw_exchange(req, len, resp, sizeof(resp));
+    free(req);
+    cr_assert_eq(rmq_frame_decode(resp, n, &lim, &f), (ssize_t)n);
+    cr_assert_eq(f.h.code, RMQ_RESP_SUCCESS);
+    cr_assert_eq(f.h.serialize, RMQ_SER_ROCKETMQ);
+    cr_assert_not_null(memmem(f.body, f.body_len, "{\"0\":\"127.0.0.1:10911\"}", 23));
+    /* the retry topic of a consumer group that no broker has yet */
+    cr_assert_eq(rmq_test_load_hex("alions-req-105-GET_ROUTEINFO_BY_TOPIC-retry-topic.hex", &req,
+                                   &len), 0);
+    n = raw_exchange(req, len, resp, sizeof(resp));
+    free(req);
+    cr_assert_eq(rmq_frame_decode(resp, n, &lim, &f), (ssize_t)n);
+    cr_assert_eq(f.h.code, RMQ_RESP_TOPIC_NOT_EXIST);
     clients_down();
     daemon_stop_ok();
 }
