@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "core/crc32.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -604,6 +605,139 @@ h_kv_list(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *re
     reply_json(ns, c, req, NULL);
 }
 
+/* ---- NameServer config (mqadmin getNamesrvConfig / updateNamesrvConfig) -------------- */
+
+/* Keys a running NameServer cannot take: they were used once, at start. */
+static bool
+key_is_fixed(const char *key)
+{
+    static const char *const fixed[] = {"listenPort", "bindAddress", "maxConnections",
+                                        "kvConfigPath"};
+
+    for (size_t i = 0; i < RMQ_ARRAY_LEN(fixed); i++) {
+        if (strcmp(key, fixed[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+h_get_config(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, void *ctx)
+{
+    struct rmq_namesrv *ns = ctx;
+    const struct rmq_config_spec *spec = &rmq_namesrv_config_spec;
+    const char *base = (const char *)&ns->cfg;
+    char text[8192];
+    size_t n = 0;
+
+    (void)ref;
+    /* java.util.Properties text, one key=value per line, as the reference answers */
+    for (size_t i = 0; i < spec->key_count; i++) {
+        const struct rmq_config_key *k = &spec->keys[i];
+        const void *field = base + k->offset;
+        int w = 0;
+
+        switch (k->type) {
+        case RMQ_CONFIG_I64:
+            w = snprintf(text + n, sizeof(text) - n, "%s=%lld\n", k->name,
+                         (long long)*(const int64_t *)field);
+            break;
+        case RMQ_CONFIG_BOOL:
+            w = snprintf(text + n, sizeof(text) - n, "%s=%s\n", k->name,
+                         *(const bool *)field ? "true" : "false");
+            break;
+        case RMQ_CONFIG_STR:
+            w = snprintf(text + n, sizeof(text) - n, "%s=%s\n", k->name, (const char *)field);
+            break;
+        case RMQ_CONFIG_ENUM:
+            w = snprintf(text + n, sizeof(text) - n, "%s=%s\n", k->name,
+                         k->choices[*(const int *)field]);
+            break;
+        }
+        if (w < 0 || (size_t)w >= sizeof(text) - n) {
+            reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "config text longer than %zu bytes",
+                        sizeof(text));
+            return;
+        }
+        n += (size_t)w;
+    }
+    reply_ok(c, req, text, n);
+}
+
+static char *
+trim(char *s)
+{
+    char *e;
+
+    while (*s == ' ' || *s == '\t' || *s == '\r') {
+        s++;
+    }
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) {
+        *--e = '\0';
+    }
+    return s;
+}
+
+static void
+h_update_config(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref,
+                void *ctx)
+{
+    struct rmq_namesrv *ns = ctx;
+    struct rmq_namesrv_config next = ns->cfg;
+    char text[8192];
+    char err[256];
+    char *save;
+    uint32_t changed = 0;
+
+    (void)ref;
+    if (req->body_len == 0 || req->body_len >= sizeof(text) ||
+        memchr(req->body, '\0', req->body_len) != NULL) {
+        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "body must be key=value lines, 1..%zu bytes",
+                    sizeof(text) - 1);
+        return;
+    }
+    memcpy(text, req->body, req->body_len);
+    text[req->body_len] = '\0';
+    /* every line is checked against a copy first: all keys apply, or none */
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *eq;
+        char *key;
+
+        line = trim(line);
+        if (line[0] == '\0' || line[0] == '#' || line[0] == '!') {
+            continue;
+        }
+        eq = strchr(line, '=');
+        if (eq == NULL) {
+            reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "config line without '=': %s", line);
+            return;
+        }
+        *eq = '\0';
+        key = trim(line);
+        if (key_is_fixed(key)) {
+            reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "Can not update config in black list: "
+                        "%s is read once at start", key);
+            return;
+        }
+        if (rmq_config_set(&rmq_namesrv_config_spec, &next, key, trim(eq + 1), err,
+                           sizeof(err)) < 0) {
+            reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "%s", err);
+            return;
+        }
+        changed++;
+    }
+    ns->cfg = next;
+    rmq_log_set_level((enum rmq_log_level)ns->cfg.log_level);
+    RMQ_INFO("namesrv: config updated keys=%u peer=%s brokerExpiredMs=%lld "
+             "scanNotActiveBrokerInterval=%lld orderMessageEnable=%d", changed, c->peer_str,
+             (long long)ns->cfg.broker_expired_ms,
+             (long long)ns->cfg.scan_not_active_broker_interval, ns->cfg.order_message_enable);
+    reply_ok(c, req, NULL, 0);
+}
+
 /* ---- liveness ------------------------------------------------------------------------ */
 
 static void
@@ -672,6 +806,8 @@ rmq_namesrv__handlers_install(struct rmq_namesrv *ns, bool install)
         {RMQ_REQ_DELETE_TOPIC_IN_NAMESRV, h_delete_topic},
         {RMQ_REQ_WIPE_WRITE_PERM_OF_BROKER, h_write_perm},
         {RMQ_REQ_ADD_WRITE_PERM_OF_BROKER, h_write_perm},
+        {RMQ_REQ_GET_NAMESRV_CONFIG, h_get_config},
+        {RMQ_REQ_UPDATE_NAMESRV_CONFIG, h_update_config},
     };
 
     for (size_t i = 0; i < RMQ_ARRAY_LEN(table); i++) {

@@ -886,3 +886,39 @@ Test(namesrv, recorded_client_route_requests_get_routes_in_their_dialect)
     clients_down();
     daemon_stop_ok();
 }
+
+Test(namesrv, config_is_read_and_updated_at_runtime_except_start_only_keys)
+{
+    struct rmq_header h;
+    struct answer a;
+
+    daemon_start(NULL);
+    clients_up(1);
+    rmq_header_init(&h, RMQ_REQ_GET_NAMESRV_CONFIG, RMQ_SER_JSON);
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    cr_assert_not_null(strstr(a.body, "brokerExpiredMs=120000\n"), "%s", a.body);
+    cr_assert_not_null(strstr(a.body, "orderMessageEnable=false\n"), "%s", a.body);
+    answer_free(&a);
+    /* all or nothing: the bad line refuses the good one with it */
+    rmq_header_init(&h, RMQ_REQ_UPDATE_NAMESRV_CONFIG, RMQ_SER_JSON);
+    call(0, &h, "orderMessageEnable=true\nbrokerExpiredMs=-1\n", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    cr_assert_not_null(strstr(a.remark, "brokerExpiredMs"), "%s", a.remark);
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_UPDATE_NAMESRV_CONFIG, RMQ_SER_JSON);
+    call(0, &h, "listenPort=1234\n", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_UPDATE_NAMESRV_CONFIG, RMQ_SER_JSON);
+    call(0, &h, "# from mqadmin\norderMessageEnable = true\n", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_GET_NAMESRV_CONFIG, RMQ_SER_JSON);
+    call(0, &h, NULL, &a);
+    cr_assert_not_null(strstr(a.body, "orderMessageEnable=true\n"), "%s", a.body);
+    cr_assert_not_null(strstr(a.body, "brokerExpiredMs=120000\n"), "%s", a.body);
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok();
+}
