@@ -922,3 +922,82 @@ Test(namesrv, config_is_read_and_updated_at_runtime_except_start_only_keys)
     clients_down();
     daemon_stop_ok();
 }
+
+Test(namesrv, broker_and_admin_commands_over_the_wire)
+{
+    struct rmq_header h;
+    struct answer a;
+    char names[128];
+
+    daemon_start(NULL);
+    clients_up(2);
+    register_broker(0, "broker-a", 0, "127.0.0.1:10911", 3, "TopicTest:4,OnlyA:2", &a);
+    answer_free(&a);
+    register_broker(1, "broker-b", 0, "127.0.0.1:20911", 1, "TopicTest:4", &a);
+    answer_free(&a);
+
+    /* QUERY_DATA_VERSION: unchanged, then changed; the stored version comes back */
+    rmq_header_init(&h, RMQ_REQ_QUERY_DATA_VERSION, RMQ_SER_JSON);
+    rmq_header_add(&h, "brokerAddr", "127.0.0.1:10911");
+    call(0, &h, "{\"counter\":3,\"timestamp\":1700000000000}", &a);
+    cr_assert_str_eq(answer_ext(&a, "changed"), "false");
+    cr_assert_str_eq(a.body, "{\"counter\":3,\"timestamp\":1700000000000}");
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_QUERY_DATA_VERSION, RMQ_SER_JSON);
+    rmq_header_add(&h, "brokerAddr", "127.0.0.1:10911");
+    call(0, &h, "{\"counter\":4,\"timestamp\":1700000000000}", &a);
+    cr_assert_str_eq(answer_ext(&a, "changed"), "true");
+    answer_free(&a);
+
+    /* WIPE_WRITE_PERM_OF_BROKER, then ADD_WRITE_PERM_OF_BROKER */
+    rmq_header_init(&h, RMQ_REQ_WIPE_WRITE_PERM_OF_BROKER, RMQ_SER_JSON);
+    rmq_header_add(&h, "brokerName", "broker-a");
+    call(1, &h, NULL, &a);
+    cr_assert_str_eq(answer_ext(&a, "wipeTopicCount"), "2");
+    answer_free(&a);
+    get_route(1, "OnlyA", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    cr_assert_not_null(strstr(a.body, "\"perm\":4"), "%s", a.body);
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_ADD_WRITE_PERM_OF_BROKER, RMQ_SER_JSON);
+    rmq_header_add(&h, "brokerName", "broker-a");
+    call(1, &h, NULL, &a);
+    cr_assert_str_eq(answer_ext(&a, "addTopicCount"), "2");
+    answer_free(&a);
+
+    /* GET_TOPICS_BY_CLUSTER, GET_SYSTEM_TOPIC_LIST_FROM_NS */
+    rmq_header_init(&h, RMQ_REQ_GET_TOPICS_BY_CLUSTER, RMQ_SER_JSON);
+    rmq_header_add(&h, "cluster", "DefaultCluster");
+    call(1, &h, NULL, &a);
+    cr_assert_not_null(strstr(a.body, "\"OnlyA\""), "%s", a.body);
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_GET_SYSTEM_TOPIC_LIST_FROM_NS, RMQ_SER_JSON);
+    call(1, &h, NULL, &a);
+    cr_assert_not_null(strstr(a.body, "\"DefaultCluster\""), "%s", a.body);
+    answer_free(&a);
+
+    /* DELETE_TOPIC_IN_NAMESRV */
+    rmq_header_init(&h, RMQ_REQ_DELETE_TOPIC_IN_NAMESRV, RMQ_SER_JSON);
+    rmq_header_add(&h, "topic", "OnlyA");
+    call(1, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    answer_free(&a);
+    get_route(1, "OnlyA", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    cr_assert_eq(a.code, RMQ_RESP_TOPIC_NOT_EXIST);
+    answer_free(&a);
+
+    /* UNREGISTER_BROKER: broker-b leaves the route, broker-a stays */
+    rmq_header_init(&h, RMQ_REQ_UNREGISTER_BROKER, RMQ_SER_JSON);
+    rmq_header_add(&h, "brokerName", "broker-b");
+    rmq_header_add(&h, "brokerAddr", "127.0.0.1:20911");
+    rmq_header_add(&h, "clusterName", "DefaultCluster");
+    rmq_header_add(&h, "brokerId", "0");
+    call(1, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    answer_free(&a);
+    get_route(1, "TopicTest", RMQ_VERSION_V3_4_9, false, RMQ_SER_JSON, &a);
+    route_brokers(&a, names, sizeof(names));
+    cr_assert_str_eq(names, "broker-a");
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok();
+}
