@@ -537,7 +537,7 @@ Test(namesrv, silent_broker_expires_and_a_closed_broker_leaves_at_once)
     char names[128];
     char conf[128];
     char conf_arg[160];
-    const char *args[] = {conf_arg, NULL};
+    const char *args[] = {"--config", conf_arg, NULL};
     FILE *f;
     uint64_t t0;
 
@@ -549,7 +549,7 @@ Test(namesrv, silent_broker_expires_and_a_closed_broker_leaves_at_once)
     cr_assert_not_null(f);
     fputs("# test: expire fast\nbrokerExpiredMs = 700\nscanNotActiveBrokerInterval=100\n", f);
     fclose(f);
-    snprintf(conf_arg, sizeof(conf_arg), "--config=%s", conf);
+    snprintf(conf_arg, sizeof(conf_arg), "%s", conf);
     daemon_start(args);
     clients_up(3);
     register_broker(0, "broker-a", 0, "127.0.0.1:10911", 1, "TopicTest:4", &a);
