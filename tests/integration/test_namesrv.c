@@ -778,6 +778,32 @@ Test(namesrv, help_and_bad_arguments)
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
 }
 
+Test(namesrv, a_malformed_kv_file_stops_the_start_with_a_clear_line)
+{
+    char bin[PATH_MAX];
+    char cmd[PATH_MAX + 512];
+    char kv[128];
+    char log[4096] = "";
+    FILE *f;
+
+    daemon_path(bin, sizeof(bin));
+    snprintf(D.dir, sizeof(D.dir), "/tmp/rmq-ns-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(D.dir));
+    snprintf(kv, sizeof(kv), "%s/kvConfig.json", D.dir);
+    f = fopen(kv, "w");
+    fputs("{\"configTable\":{\"ns\":[1,2]}}", f);
+    fclose(f);
+    snprintf(D.log, sizeof(D.log), "%s/namesrv.log", D.dir);
+    snprintf(cmd, sizeof(cmd), "timeout 10 %s --listenPort=0 --bindAddress=127.0.0.1 "
+             "--kvConfigPath=%s 2>%s", bin, kv, D.log);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 1);
+    f = fopen(D.log, "r");
+    cr_assert_gt(fread(log, 1, sizeof(log) - 1, f), 0);
+    fclose(f);
+    cr_assert_not_null(strstr(log, "KV config not loaded"), "%s", log);
+    cr_assert_not_null(strstr(log, kv), "the line names the file: %s", log);
+}
+
 Test(namesrv, independent_nameservers_each_know_the_brokers_registered_with_them)
 {
     struct answer a;
