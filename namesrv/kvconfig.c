@@ -48,14 +48,29 @@ rmq_kvconfig_fini(struct rmq_kvconfig *kv)
     kv->path = NULL;
 }
 
-int
-rmq_kvconfig_put(struct rmq_kvconfig *kv, const char *ns, const char *key, const char *value)
+/* Upper bound on the file bytes of a key and value (or a namespace name and its
+ * braces): every byte escaped as \u00XX at worst, plus quotes, colon and comma. */
+static uint64_t
+file_bytes(const char *a, const char *b)
+{
+    return 6 * ((uint64_t)strlen(a) + strlen(b)) + 16;
+}
+
+/* Loading skips the bound: a file the reference wrote is taken whole, however large. */
+static int
+put(struct rmq_kvconfig *kv, const char *ns, const char *key, const char *value, bool bounded)
 {
     struct kv_namespace *n = rmq_strmap_get(&kv->namespaces, ns);
-    struct kv_entry *e;
-    char *v = strdup(value);
+    struct kv_entry *e = n != NULL ? rmq_strmap_get(&n->entries, key) : NULL;
+    uint64_t grow = file_bytes(key, value) + (n == NULL ? file_bytes(ns, "") : 0);
+    uint64_t shrink = e != NULL ? file_bytes(key, e->value) : 0;
+    char *v;
     size_t len;
 
+    if (bounded && grow > shrink && kv->file_bytes + (grow - shrink) > RMQ_KV_FILE_MAX - 64) {
+        return -ENOSPC;
+    }
+    v = strdup(value);
     if (v == NULL) {
         return -ENOMEM;
     }
@@ -69,11 +84,12 @@ rmq_kvconfig_put(struct rmq_kvconfig *kv, const char *ns, const char *key, const
         rmq_strmap_init(&n->entries);
         if (rmq_strmap_put(&kv->namespaces, n->name, n) < 0) {
             free(n);
+            n = NULL;               /* not in the map: out_nomem must not free it again */
             goto out_nomem;
         }
     }
-    e = rmq_strmap_get(&n->entries, key);
     kv->dirty = true;
+    kv->file_bytes = kv->file_bytes + grow - shrink;
     if (e != NULL) {
         free(e->value);
         e->value = v;
@@ -94,10 +110,19 @@ rmq_kvconfig_put(struct rmq_kvconfig *kv, const char *ns, const char *key, const
 out_nomem:
     free(v);
     if (n != NULL && rmq_strmap_len(&n->entries) == 0) {
+        kv->file_bytes -= grow;     /* the namespace goes with the entry */
         rmq_strmap_del(&kv->namespaces, n->name);
         namespace_free(n);
+    } else if (n != NULL) {
+        kv->file_bytes -= grow - shrink;
     }
     return -ENOMEM;
+}
+
+int
+rmq_kvconfig_put(struct rmq_kvconfig *kv, const char *ns, const char *key, const char *value)
+{
+    return put(kv, ns, key, value, true);
 }
 
 bool
@@ -109,10 +134,12 @@ rmq_kvconfig_delete(struct rmq_kvconfig *kv, const char *ns, const char *key)
     if (e == NULL) {
         return false;
     }
+    kv->file_bytes -= file_bytes(key, e->value);
     free(e->value);
     free(e);
     kv->dirty = true;
     if (rmq_strmap_len(&n->entries) == 0) {
+        kv->file_bytes -= file_bytes(n->name, "");
         rmq_strmap_del(&kv->namespaces, n->name);
         namespace_free(n);
     }
@@ -366,7 +393,7 @@ load(struct rmq_kvconfig *kv, char *err, size_t errlen)
                 ret = -EBADMSG;
                 break;
             }
-            ret = rmq_kvconfig_put(kv, ns->string, e->string, e->valuestring);
+            ret = put(kv, ns->string, e->string, e->valuestring, false);
             if (ret < 0) {
                 break;
             }
@@ -387,6 +414,7 @@ rmq_kvconfig_init(struct rmq_kvconfig *kv, const char *path, char *err, size_t e
     rmq_strmap_init(&kv->namespaces);
     kv->path = NULL;
     kv->dirty = false;
+    kv->file_bytes = 0;
     if (path == NULL) {
         return 0;
     }

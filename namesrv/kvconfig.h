@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/strmap.h"
 #include "net/json.h"
@@ -24,6 +25,7 @@ struct rmq_kvconfig {
     struct rmq_strmap namespaces;   /* values owned: namespace tables */
     char *path;                     /* owned; NULL: memory only */
     bool dirty;                     /* changed since the last successful persist */
+    uint64_t file_bytes;            /* upper bound on the file this table writes */
 };
 
 /*
@@ -33,7 +35,10 @@ struct rmq_kvconfig {
 int rmq_kvconfig_init(struct rmq_kvconfig *kv, const char *path, char *err, size_t errlen);
 void rmq_kvconfig_fini(struct rmq_kvconfig *kv);
 
-/* In memory only; call rmq_kvconfig_persist after. 0 or -ENOMEM. */
+/*
+ * In memory only; call rmq_kvconfig_persist after. 0, -ENOMEM, or -ENOSPC when the
+ * file would outgrow RMQ_KV_FILE_MAX: a larger file could not be loaded at the next start.
+ */
 int rmq_kvconfig_put(struct rmq_kvconfig *kv, const char *ns, const char *key, const char *value);
 /* true when the key existed. */
 bool rmq_kvconfig_delete(struct rmq_kvconfig *kv, const char *ns, const char *key);

@@ -513,6 +513,12 @@ h_put_kv(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref
         return;
     }
     ret = rmq_kvconfig_put(&ns->kv, nspace, key, value);
+    if (ret == -ENOSPC) {
+        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "KV config full namespace=%s key=%s: the "
+                    "file would pass %u MiB and not load at the next start; delete keys first",
+                    nspace, key, RMQ_KV_FILE_MAX >> 20);
+        return;
+    }
     if (ret == 0) {
         ret = rmq_kvconfig_persist(&ns->kv);
     }

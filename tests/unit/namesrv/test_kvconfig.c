@@ -127,3 +127,32 @@ Test(kvconfig, unwritable_directory_is_reported)
     cr_assert(kv.dirty, "a failed write leaves the change to persist later");
     rmq_kvconfig_fini(&kv);
 }
+
+Test(kvconfig, puts_stop_before_the_file_outgrows_what_a_start_can_load)
+{
+    static char value[4096];
+    struct rmq_kvconfig kv;
+    char err[256];
+    char key[32];
+    uint32_t stored = 0;
+    int ret = 0;
+
+    memset(value, 'v', sizeof(value) - 1);
+    cr_assert_eq(rmq_kvconfig_init(&kv, path, err, sizeof(err)), 0);
+    for (uint32_t i = 0; i < 20000 && ret == 0; i++) {
+        snprintf(key, sizeof(key), "k%u", i);
+        ret = rmq_kvconfig_put(&kv, "ns", key, value);
+        stored += ret == 0;
+    }
+    cr_assert_eq(ret, -ENOSPC, "20000 x 4 KiB values, escaped at worst, would pass RMQ_KV_FILE_MAX");
+    cr_assert_gt(stored, 1000u);
+    cr_assert_null(rmq_kvconfig_get(&kv, "ns", key), "the refused put changed nothing");
+    cr_assert_eq(rmq_kvconfig_put(&kv, "ns", "k0", "short"), 0, "shrinking is always allowed");
+    cr_assert(rmq_kvconfig_delete(&kv, "ns", "k1"));
+    cr_assert_eq(rmq_kvconfig_put(&kv, "ns", key, value), 0, "deleting made room");
+    cr_assert_eq(rmq_kvconfig_persist(&kv), 0);
+    rmq_kvconfig_fini(&kv);
+    cr_assert_eq(rmq_kvconfig_init(&kv, path, err, sizeof(err)), 0, "the file loads: %s", err);
+    cr_assert_str_eq(rmq_kvconfig_get(&kv, "ns", key), value);
+    rmq_kvconfig_fini(&kv);
+}
