@@ -1,7 +1,7 @@
 /*
- * String hash map; see strmap.h. FNV-1a 64 over the key bytes: keys are short
- * (topic names, addresses) and come from peers that gain nothing by colliding
- * them beyond slowing their own registrations, which the callers bound.
+ * String hash map; see strmap.h. Keys come from peers (topic names, addresses), so
+ * the hash is XXH3 with a per-map random seed: nobody can compute a set of names that
+ * all land in one probe run and turn every lookup into a scan of the table.
  * Load factor at most 3/4 counting tombstones, so probes stay short.
  */
 #include "core/strmap.h"
@@ -9,32 +9,42 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define XXH_INLINE_ALL              /* header only: core links nothing new */
+#include <xxhash.h>
 
 #define MIN_SLOTS 16
 
 static uint64_t
-hash_bytes(const char *s, size_t len)
+hash_bytes(const struct rmq_strmap *m, const char *s, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h | 1;                   /* never 0: cheap "slot was used" hint */
+    return XXH3_64bits_withSeed(s, len, m->seed) | 1;  /* never 0: "slot was used" hint */
 }
 
 void
 rmq_strmap_init(struct rmq_strmap *m)
 {
+    struct timespec ts;
+
     memset(m, 0, sizeof(*m));
+    if (getrandom(&m->seed, sizeof(m->seed), GRND_NONBLOCK) != (ssize_t)sizeof(m->seed)) {
+        /* entropy not ready this early in boot: still differs per map and per run */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        m->seed = XXH3_64bits_withSeed(&m, sizeof(m), (uint64_t)ts.tv_nsec ^
+                                       (uint64_t)ts.tv_sec << 30);
+    }
 }
 
 void
 rmq_strmap_fini(struct rmq_strmap *m)
 {
     free(m->slots);
-    memset(m, 0, sizeof(*m));
+    m->slots = NULL;
+    m->mask = 0;
+    m->len = 0;
+    m->used = 0;
 }
 
 static bool
@@ -71,7 +81,7 @@ rmq_strmap_get_n(const struct rmq_strmap *m, const char *key, size_t key_len)
     if (memchr(key, '\0', key_len) != NULL) {
         return NULL;
     }
-    s = find(m, key, key_len, hash_bytes(key, key_len));
+    s = find(m, key, key_len, hash_bytes(m, key, key_len));
 
     return s != NULL ? s->val : NULL;
 }
@@ -117,7 +127,7 @@ int
 rmq_strmap_put(struct rmq_strmap *m, const char *key, void *val)
 {
     size_t key_len = strlen(key);
-    uint64_t h = hash_bytes(key, key_len);
+    uint64_t h = hash_bytes(m, key, key_len);
     struct rmq_strmap_slot *s = find(m, key, key_len, h);
     struct rmq_strmap_slot e = {h, key, val};
 
@@ -151,7 +161,7 @@ void *
 rmq_strmap_del(struct rmq_strmap *m, const char *key)
 {
     size_t key_len = strlen(key);
-    struct rmq_strmap_slot *s = find(m, key, key_len, hash_bytes(key, key_len));
+    struct rmq_strmap_slot *s = find(m, key, key_len, hash_bytes(m, key, key_len));
     void *val;
 
     if (s == NULL) {

@@ -26,6 +26,7 @@ struct rmq_strmap {
     uint32_t mask;
     uint32_t len;                   /* live entries */
     uint32_t used;                  /* live entries + tombstones */
+    uint64_t seed;                  /* hash seed, random per map */
 };
 
 /* Empty map; nothing allocated until the first put. */

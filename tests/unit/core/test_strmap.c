@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/strmap.h"
+#include "core/util.h"
 
 struct item {
     int n;
@@ -140,5 +141,52 @@ Test(strmap, a_key_with_a_nul_inside_matches_nothing)
     cr_assert_null(rmq_strmap_get_n(&m, "topic-7\0xyz", 11));
     cr_assert_eq(rmq_strmap_get_n(&m, "topic-7\0xyz", 7), it);
     free(rmq_strmap_del(&m, "topic-7"));
+    rmq_strmap_fini(&m);
+}
+
+/* The unseeded FNV-1a 64 this map once used: names a peer could precompute. */
+static uint64_t
+fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (; *s != '\0'; s++) {
+        h ^= (uint8_t)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h | 1;
+}
+
+Test(strmap, names_chosen_to_collide_do_not_pile_up_in_one_probe_run)
+{
+    enum { KEYS = 512 };
+    static char names[KEYS][24];
+    struct rmq_strmap m;
+    uint32_t longest = 0;
+    uint32_t found = 0;
+
+    /* 512 names whose FNV hashes agree in the low 12 bits: one bucket in a 2048-slot
+     * table under a fixed hash, so each insert or lookup would walk all earlier ones */
+    for (uint32_t i = 0; found < KEYS; i++) {
+        snprintf(names[found], sizeof(names[found]), "t%u", i);
+        found += (fnv1a(names[found]) & 0xfff) == 0x123;
+    }
+    rmq_strmap_init(&m);
+    for (uint32_t i = 0; i < KEYS; i++) {
+        cr_assert_eq(rmq_strmap_put(&m, names[i], names[i]), 0);
+    }
+    for (uint32_t i = 0; i <= m.mask; i++) {
+        const struct rmq_strmap_slot *s = &m.slots[i];
+
+        if (s->key != NULL) {
+            uint32_t home = (uint32_t)s->hash & m.mask;
+
+            longest = RMQ_MAX(longest, (i - home) & m.mask);
+        }
+    }
+    cr_assert_lt(longest, 64u, "a probe run of %u slots", longest);
+    for (uint32_t i = 0; i < KEYS; i++) {
+        cr_assert_eq(rmq_strmap_get(&m, names[i]), names[i]);
+    }
     rmq_strmap_fini(&m);
 }
