@@ -724,7 +724,8 @@ h_update_config(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
         *eq = '\0';
         key = trim(line);
         if (key_is_fixed(key)) {
-            reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "Can not update config in black list: "
+            /* the reference's code and remark for its configBlackList keys */
+            reply_error(c, req, RMQ_RESP_NO_PERMISSION, "Can not update config in black list. "
                         "%s is read once at start", key);
             return;
         }
