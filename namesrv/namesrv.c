@@ -129,7 +129,8 @@ rmq_namesrv_create(struct rmq_namesrv **out, struct rmq_server *srv,
     rmq_namesrv__handlers_install(ns, true);   /* last: from here on, srv points at ns */
     ns->installed = true;
     RMQ_INFO("namesrv: started kvConfigPath=%s brokerExpiredMs=%lld "
-             "scanNotActiveBrokerInterval=%lld", path[0] ? path : "(memory only)", (long long)cfg->broker_expired_ms,
+             "scanNotActiveBrokerInterval=%lld", path[0] ? path : "(memory only)",
+             (long long)cfg->broker_expired_ms,
              (long long)cfg->scan_not_active_broker_interval);
     *out = ns;
     return 0;

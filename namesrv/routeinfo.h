@@ -102,9 +102,10 @@ int rmq_routeinfo_validate(const struct rmq_register_req *req, const char **why)
  * Apply a registration at now_ms (the caller's clock, ms). Validates first
  * (-EINVAL changes nothing); -ENOSPC when it would take the table past max_topics
  * or max_brokers, or a broker name past RMQ_NAMESRV_BROKER_IDS_MAX ids (changes
- * nothing); -ENOMEM may leave the registration half applied but the table consistent. A master's topic config is applied on its first
- * registration and whenever its DataVersion differs from the stored one; an
- * unchanged DataVersion only refreshes liveness.
+ * nothing); -ENOMEM may leave the registration half applied but the table consistent.
+ * A master's topic config is applied on its first registration and whenever its
+ * DataVersion differs from the stored one; an unchanged DataVersion only refreshes
+ * liveness.
  */
 int rmq_routeinfo_register(struct rmq_routeinfo *rt, const struct rmq_register_req *req,
                            uint64_t now_ms, struct rmq_register_result *res);

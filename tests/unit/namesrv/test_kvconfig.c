@@ -78,7 +78,8 @@ Test(kvconfig, persisted_file_reloads_and_leaves_no_temp_file)
     cr_assert_gt(fread(buf, 1, sizeof(buf) - 1, f), 0);
     fclose(f);
     cr_assert_not_null(strstr(buf, "{\"configTable\":{"), "%s", buf);
-    cr_assert_not_null(strstr(buf, "\"ORDER_TOPIC_CONFIG\":{\"TopicA\":\"broker-a:4\"}"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "\"ORDER_TOPIC_CONFIG\":{\"TopicA\":\"broker-a:4\"}"), "%s",
+                       buf);
     cr_assert_eq(rmq_kvconfig_init(&kv, path, err, sizeof(err)), 0, "%s", err);
     cr_assert_not(kv.dirty, "loaded is not changed");
     cr_assert_str_eq(rmq_kvconfig_get(&kv, "ORDER_TOPIC_CONFIG", "TopicA"), "broker-a:4");
@@ -89,7 +90,8 @@ Test(kvconfig, persisted_file_reloads_and_leaves_no_temp_file)
 Test(kvconfig, malformed_file_is_an_error_naming_it)
 {
     static const char *bad[] = {"not json", "[]", "{\"configTable\":[]}",
-                                "{\"configTable\":{\"ns\":3}}", "{\"configTable\":{\"ns\":{\"k\":1}}}"};
+                                "{\"configTable\":{\"ns\":3}}",
+                                "{\"configTable\":{\"ns\":{\"k\":1}}}"};
     struct rmq_kvconfig kv;
     char err[256];
 
@@ -144,7 +146,7 @@ Test(kvconfig, puts_stop_before_the_file_outgrows_what_a_start_can_load)
         ret = rmq_kvconfig_put(&kv, "ns", key, value);
         stored += ret == 0;
     }
-    cr_assert_eq(ret, -ENOSPC, "20000 x 4 KiB values, escaped at worst, would pass RMQ_KV_FILE_MAX");
+    cr_assert_eq(ret, -ENOSPC, "20000 x 4 KiB values, escaped at worst, pass RMQ_KV_FILE_MAX");
     cr_assert_gt(stored, 1000u);
     cr_assert_null(rmq_kvconfig_get(&kv, "ns", key), "the refused put changed nothing");
     cr_assert_eq(rmq_kvconfig_put(&kv, "ns", "k0", "short"), 0, "shrinking is always allowed");
