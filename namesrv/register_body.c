@@ -187,7 +187,7 @@ static int
 inflate_all(const uint8_t *in, uint32_t len, char **out, size_t *out_len, const char **why)
 {
     z_stream zs;
-    size_t cap = (size_t)len * 4 + 256;
+    size_t cap = RMQ_MIN((size_t)len * 4 + 256, (size_t)RMQ_NAMESRV_INFLATED_MAX);
     char *buf = malloc(cap);
     int zr;
 
