@@ -22,6 +22,7 @@ int rmq_bench_engine(int argc, char **argv);
 int rmq_bench_codec(int argc, char **argv);
 int rmq_bench_store(int argc, char **argv);
 int rmq_bench_recovery(int argc, char **argv);
+int rmq_bench_namesrv(int argc, char **argv);
 
 /* Run the shell command fmt (one %s: arg); a failure is reported, not fatal. */
 void rmq_bench_sh(const char *fmt, const char *arg);

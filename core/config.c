@@ -378,9 +378,9 @@ rmq_config_parse_args(const struct rmq_config_spec *spec, void *target, int argc
 
         if (strncmp(a, config_opt, config_len) == 0) {
             this_file = a + config_len;
-        } else if (strcmp(a, "-c") == 0) {
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
             if (i + 1 >= argc) {
-                errf(err, errlen, "option '-c' needs a file name after it");
+                errf(err, errlen, "option '%s' needs a file name after it", a);
                 return -EINVAL;
             }
             this_file = argv[++i];
@@ -420,7 +420,7 @@ rmq_config_parse_args(const struct rmq_config_spec *spec, void *target, int argc
         const char *a = argv[i];
         const char *eq;
 
-        if (strcmp(a, "-c") == 0) {
+        if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
             i++;
             continue;
         }

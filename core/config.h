@@ -2,7 +2,8 @@
  * Configuration: a table of keys (RocketMQ broker.conf names where one exists), each
  * with a type, a default, bounds and help text, bound to a field of a caller struct.
  *
- * Precedence, lowest first: defaults, the file named by --config=FILE (or -c FILE),
+ * Precedence, lowest first: defaults, the file named by --config=FILE (or --config FILE,
+ * -c FILE),
  * then --key=value arguments. File syntax: one key=value per line, '#' or '!' starts a
  * comment line, blank lines ignored, whitespace around key and value trimmed
  * (java.util.Properties-compatible for what broker.conf files use). An unknown key,

@@ -419,6 +419,40 @@ log_done(struct rmq_op *op, int32_t res, uint32_t flags)
     l->log_writing = -1;
 }
 
+/*
+ * At fini a log write still in flight would die with the ring (a write to a regular
+ * file is punted to io-wq and cancelled), and with it the last lines, often the one
+ * saying why the process stops. Wait for it, bounded; other completions are dropped
+ * as closing the ring would drop them.
+ */
+static void
+log_drain(struct rmq_loop *l)
+{
+    uint64_t ud = op_user_data(&l->log_op);
+
+    if (l->log_writing >= 0 && l->log_op.overflowed) {      /* never reached the kernel */
+        ssize_t n = write(rmq_log_fd(), l->log_bufs[l->log_writing], l->log_len);
+
+        (void)n;
+        l->log_writing = -1;
+    }
+    for (int tries = 0; l->log_writing >= 0 && tries < 20; tries++) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+        struct io_uring_cqe *cqe;
+        unsigned head;
+        unsigned seen = 0;
+
+        (void)io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
+        io_uring_for_each_cqe(&l->ring, head, cqe) {
+            if (cqe->user_data == ud) {
+                log_done(&l->log_op, cqe->res, cqe->flags);
+            }
+            seen++;
+        }
+        io_uring_cq_advance(&l->ring, seen);
+    }
+}
+
 /* ---- init / fini ------------------------------------------------------------ */
 
 static int
@@ -582,7 +616,8 @@ void
 rmq_loop_fini(struct rmq_loop *l)
 {
     rmq_log_sink_install(NULL);
-    /* Closing the ring cancels the wake-up read and any log write still in flight. */
+    log_drain(l);
+    /* Closing the ring cancels the wake-up read. */
     io_uring_queue_exit(&l->ring);
     if (l->log_sink.len > 0) {
         ssize_t n = write(rmq_log_fd(), l->log_sink.buf, l->log_sink.len);

@@ -45,6 +45,9 @@ struct rmq_jw {
 };
 
 void rmq_jw_init(struct rmq_jw *w, enum rmq_json_dialect dialect);
+/* Empty w for a new document, keeping its buffer: a writer reused per request allocates
+ * only while documents keep growing. */
+void rmq_jw_reset(struct rmq_jw *w, enum rmq_json_dialect dialect);
 void rmq_jw_fini(struct rmq_jw *w);
 void rmq_jw_obj_begin(struct rmq_jw *w);
 void rmq_jw_obj_end(struct rmq_jw *w);

@@ -38,6 +38,17 @@ rmq_jw_init(struct rmq_jw *w, enum rmq_json_dialect dialect)
 }
 
 void
+rmq_jw_reset(struct rmq_jw *w, enum rmq_json_dialect dialect)
+{
+    char *buf = w->buf;
+    size_t cap = w->cap;
+
+    rmq_jw_init(w, dialect);
+    w->buf = buf;
+    w->cap = cap;
+}
+
+void
 rmq_jw_fini(struct rmq_jw *w)
 {
     free(w->buf);
@@ -215,7 +226,18 @@ put_escaped(struct rmq_jw *w, const char *s, size_t len)
     putc_(w, '"');
     while (i < len) {
         unsigned char c = p[i];
+        size_t run = i;
 
+        /* bytes that need no escape go out in one copy: names and addresses are all such */
+        while (run < len && p[run] >= 0x20 && p[run] != '"' && p[run] != '\\' &&
+               (p[run] < 0x80 || w->dialect == RMQ_JSON_FASTJSON)) {
+            run++;
+        }
+        if (run > i) {
+            put(w, s + i, run - i);
+            i = run;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
 
@@ -230,9 +252,6 @@ put_escaped(struct rmq_jw *w, const char *s, size_t len)
             } else {
                 put_u_escape(w, c);
             }
-            i++;
-        } else if (c < 0x80 || w->dialect == RMQ_JSON_FASTJSON) {
-            putc_(w, (char)c);
             i++;
         } else {
             /* STANDARD: one UTF-8 sequence as \uXXXX (a surrogate pair above the BMP). */
@@ -251,6 +270,24 @@ put_escaped(struct rmq_jw *w, const char *s, size_t len)
         }
     }
     putc_(w, '"');
+}
+
+/* Decimal v right-aligned at the end of buf[24]; returns its length (no NUL). Route
+ * bodies are mostly small numbers, and snprintf was a visible share of a lookup. */
+static size_t
+fmt_i64(char buf[24], int64_t v)
+{
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t i = 24;
+
+    do {
+        buf[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        buf[--i] = '-';
+    }
+    return 24 - i;
 }
 
 /* Before a key: only inside an object, after a complete member or at its start. */
@@ -282,12 +319,18 @@ void
 rmq_jw_key_i64(struct rmq_jw *w, int64_t key)
 {
     char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRId64, key);
+    size_t n = fmt_i64(num, key);
+    const char *digits = num + sizeof(num) - n;
 
     if (w->dialect == RMQ_JSON_STANDARD) {
-        rmq_jw_key(w, num);
+        if (before_key(w)) {
+            putc_(w, '"');
+            put(w, digits, n);
+            put(w, "\":", 2);
+            w->after_key = true;
+        }
     } else if (before_key(w)) {
-        put(w, num, (size_t)n);
+        put(w, digits, n);
         putc_(w, ':');
         w->after_key = true;
     }
@@ -314,10 +357,10 @@ void
 rmq_jw_i64(struct rmq_jw *w, int64_t v)
 {
     char num[24];
-    int n = snprintf(num, sizeof(num), "%" PRId64, v);
+    size_t n = fmt_i64(num, v);
 
     before_value(w);
-    put(w, num, (size_t)n);
+    put(w, num + sizeof(num) - n, n);
 }
 
 void

@@ -112,6 +112,20 @@ rmq_server_on_response(struct rmq_server *srv, rmq_request_fn fn, void *ctx)
     srv->on_response_ctx = ctx;
 }
 
+void
+rmq_server_on_conn_close(struct rmq_server *srv, rmq_conn_close_fn fn, void *ctx)
+{
+    srv->on_conn_close = fn;
+    srv->on_conn_close_ctx = ctx;
+}
+
+uint32_t
+rmq_server_conn_index(const struct rmq_server *srv, const struct rmq_conn *c)
+{
+    RMQ_ASSERT(c >= srv->conns && c < srv->conns + srv->max_conns);
+    return (uint32_t)(c - srv->conns);
+}
+
 static void
 check_stopped(struct rmq_server *srv)
 {
@@ -228,7 +242,9 @@ conn_closed(struct rmq_conn *c, int err)
 {
     struct rmq_server *srv = c->owner;
 
-    (void)err;
+    if (srv->on_conn_close != NULL) {
+        srv->on_conn_close(c, err, srv->on_conn_close_ctx);
+    }
     c->owner = srv->free_conn;
     srv->free_conn = c;
     srv->live_conns--;

@@ -18,6 +18,8 @@
 
 typedef void (*rmq_request_fn)(struct rmq_conn *c, struct rmq_frame *req,
                                const struct rmq_bufref *ref, void *ctx);
+/* A connection closed (err as in rmq_conn_ops.on_close); c is recycled right after. */
+typedef void (*rmq_conn_close_fn)(struct rmq_conn *c, int err, void *ctx);
 
 struct rmq_server_config {
     const char *host;               /* listen address; default "0.0.0.0" */
@@ -52,6 +54,8 @@ struct rmq_server {
     } handlers[RMQ_REQ_CODE_LIMIT];
     rmq_request_fn on_response;
     void *on_response_ctx;
+    rmq_conn_close_fn on_conn_close;
+    void *on_conn_close_ctx;
     void (*on_stopped)(struct rmq_server *srv);
     struct rmq_server_stats stats;
 };
@@ -62,6 +66,10 @@ int rmq_server_init(struct rmq_server *srv, struct rmq_net_loop *nl,
 /* Register fn for a request code (< RMQ_REQ_CODE_LIMIT). */
 void rmq_server_handle(struct rmq_server *srv, int code, rmq_request_fn fn, void *ctx);
 void rmq_server_on_response(struct rmq_server *srv, rmq_request_fn fn, void *ctx);
+/* Be told when a connection closes (e.g. a NameServer forgets the brokers on it). */
+void rmq_server_on_conn_close(struct rmq_server *srv, rmq_conn_close_fn fn, void *ctx);
+/* Index of c in the connection table (0..max_conns-1): for per-connection side tables. */
+uint32_t rmq_server_conn_index(const struct rmq_server *srv, const struct rmq_conn *c);
 /* Stop accepting, close every connection; on_stopped (if set) runs once all closed. */
 void rmq_server_stop(struct rmq_server *srv);
 bool rmq_server_is_stopped(const struct rmq_server *srv);

@@ -530,6 +530,22 @@ Test(config, args_override_file_when_config_comes_first)
     unlink(path);
 }
 
+Test(config, args_config_with_the_file_as_next_argument)
+{
+    char path[32];
+    char *argv[] = {"prog", "--config", path, "--listenPort=20000", NULL};
+    char *missing[] = {"prog", "--config", NULL};
+    struct cfg c;
+
+    temp_file(path, "listenPort=30000\nflushDiskType=SYNC_FLUSH\n");
+    cr_assert_eq(args(&c, 4, argv), 0, "%s", err);
+    cr_assert_eq(c.listenPort, 20000);
+    cr_assert_eq(c.flushDiskType, 1);
+    unlink(path);
+    cr_assert_eq(args(&c, 2, missing), -EINVAL);
+    cr_assert(strstr(err, "'--config' needs a file name"), "%s", err);
+}
+
 Test(config, args_positional_is_rejected_and_named)
 {
     char *argv[] = {"prog", "--listenPort=2", "listenPort=1", NULL};
