@@ -5,12 +5,11 @@
 #include "namesrv/kvconfig.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "core/file.h"
 
 struct kv_entry {
     char *value;                    /* owned */
@@ -185,72 +184,6 @@ rmq_kvconfig_write_namespace(const struct rmq_kvconfig *kv, const char *ns, stru
 
 /* ---- file ---------------------------------------------------------------------------- */
 
-static int
-mkdir_p(char *dir)
-{
-    for (char *p = dir + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                *p = '/';
-                return -errno;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        return -errno;
-    }
-    return 0;
-}
-
-static int
-write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int
-fsync_dir(const char *path)
-{
-    char *dir = strdup(path);
-    char *slash = dir != NULL ? strrchr(dir, '/') : NULL;
-    int fd;
-    int ret = 0;
-
-    if (dir == NULL) {
-        return -ENOMEM;
-    }
-    if (slash == dir) {
-        slash[1] = '\0';
-    } else if (slash != NULL) {
-        *slash = '\0';
-    } else {
-        strcpy(dir, ".");
-    }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        ret = -errno;
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    free(dir);
-    return ret;
-}
-
 int
 rmq_kvconfig_persist(struct rmq_kvconfig *kv)
 {
@@ -258,10 +191,6 @@ rmq_kvconfig_persist(struct rmq_kvconfig *kv)
     struct rmq_jw w;
     const char *text;
     size_t len;
-    char *tmp;
-    char *dir;
-    char *slash;
-    int fd;
     int ret;
 
     if (kv->path == NULL) {
@@ -278,51 +207,12 @@ rmq_kvconfig_persist(struct rmq_kvconfig *kv)
     rmq_jw_obj_end(&w);
     rmq_jw_obj_end(&w);
     ret = rmq_jw_finish(&w, &text, &len);
-    if (ret < 0) {
-        goto out_jw;
+    if (ret == 0) {
+        ret = rmq_file_replace(kv->path, text, len);
     }
-    dir = strdup(kv->path);
-    tmp = malloc(strlen(kv->path) + 5);
-    if (dir == NULL || tmp == NULL) {
-        free(dir);
-        free(tmp);
-        ret = -ENOMEM;
-        goto out_jw;
-    }
-    slash = strrchr(dir, '/');
-    if (slash != NULL && slash != dir) {
-        *slash = '\0';
-        ret = mkdir_p(dir);
-    }
-    free(dir);
-    if (ret < 0) {
-        goto out_tmp;
-    }
-    sprintf(tmp, "%s.tmp", kv->path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        ret = -errno;
-        goto out_tmp;
-    }
-    ret = write_all(fd, text, len);
-    if (ret == 0 && fsync(fd) < 0) {
-        ret = -errno;
-    }
-    close(fd);
-    if (ret == 0 && rename(tmp, kv->path) < 0) {
-        ret = -errno;
-    }
-    if (ret < 0) {
-        unlink(tmp);
-        goto out_tmp;
-    }
-    ret = fsync_dir(kv->path);
     if (ret == 0) {
         kv->dirty = false;
     }
-out_tmp:
-    free(tmp);
-out_jw:
     rmq_jw_fini(&w);
     return ret;
 }
@@ -330,47 +220,21 @@ out_jw:
 static int
 load(struct rmq_kvconfig *kv, char *err, size_t errlen)
 {
-    int fd = open(kv->path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
     cJSON *root;
     const cJSON *table;
     const cJSON *ns;
     char *text;
-    ssize_t n;
-    int ret = 0;
+    size_t n;
+    int ret = rmq_file_read_all(kv->path, RMQ_KV_FILE_MAX, &text, &n);
 
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            return 0;
-        }
-        ret = -errno;
-        snprintf(err, errlen, "cannot open %s: %s", kv->path, strerror(-ret));
-        return ret;
-    }
-    if (fstat(fd, &st) < 0) {
-        ret = -errno;
-    } else if (st.st_size > (off_t)RMQ_KV_FILE_MAX) {
-        ret = -EFBIG;
+    if (ret == -ENOENT) {
+        return 0;
     }
     if (ret < 0) {
         snprintf(err, errlen, "cannot read %s: %s", kv->path, strerror(-ret));
-        close(fd);
         return ret;
     }
-    text = malloc((size_t)st.st_size + 1);
-    if (text == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
-    n = pread(fd, text, (size_t)st.st_size, 0);
-    close(fd);
-    if (n != (ssize_t)st.st_size) {
-        ret = n < 0 ? -errno : -EIO;
-        snprintf(err, errlen, "cannot read %s: %s", kv->path, strerror(-ret));
-        free(text);
-        return ret;
-    }
-    root = rmq_json_parse(text, (size_t)n);
+    root = rmq_json_parse(text, n);
     free(text);
     table = cJSON_GetObjectItemCaseSensitive(root, "configTable");
     if (root == NULL || !cJSON_IsObject(table)) {

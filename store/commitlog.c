@@ -29,6 +29,7 @@
 
 #include "core/be.h"
 #include "core/clock.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store_int.h"
@@ -1010,28 +1011,6 @@ out:
     return ret;
 }
 
-int
-rmq_store__mkdir_p(const char *dir)
-{
-    char tmp[PATH_MAX];
-    size_t len = strlen(dir);
-
-    if (len == 0 || len >= sizeof(tmp)) {
-        return -ENAMETOOLONG;
-    }
-    memcpy(tmp, dir, len + 1);
-    for (char *c = tmp + 1; *c != '\0'; c++) {
-        if (*c == '/') {
-            *c = '\0';
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST) {
-                return -errno;
-            }
-            *c = '/';
-        }
-    }
-    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -errno : 0;
-}
-
 /* Start-up: the checkpoint page (zeros when new) and the abort marker. */
 static int
 open_meta(struct rmq_store *s, struct rmq_checkpoint *cp)
@@ -1039,7 +1018,7 @@ open_meta(struct rmq_store *s, struct rmq_checkpoint *cp)
     char path[1200];
     ssize_t got;
     int fd;
-    int ret = rmq_store__mkdir_p(s->cfg.root_dir);
+    int ret = rmq_mkdir_p(s->cfg.root_dir);
 
     if (ret < 0) {
         RMQ_ERROR("store: creating %s failed err=%s", s->cfg.root_dir, strerror(-ret));

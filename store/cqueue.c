@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/be.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "store/store.h"
@@ -170,7 +171,7 @@ cq_dir(const struct rmq_store *s, const struct rmq_cq *q, char *out, size_t len,
                          (int)q->queue_id) >= len) {
         return -ENAMETOOLONG;
     }
-    return create ? rmq_store__mkdir_p(out) : 0;
+    return create ? rmq_mkdir_p(out) : 0;
 }
 
 static int

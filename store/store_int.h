@@ -183,8 +183,6 @@ struct rmq_store {
 
 /* Invariant check for tests: flushed <= written <= reserved. */
 bool rmq_store__check(const struct rmq_store *s);
-/* mkdir -p; 0 or -errno. */
-int rmq_store__mkdir_p(const char *dir);
 /* Store time of the record at log offset phys (below written_off), or -1. */
 int64_t rmq_store__ts_at(struct rmq_store *s, uint64_t phys);
 
