@@ -333,12 +333,7 @@ h_query_data_version(struct rmq_conn *c, struct rmq_frame *req, const struct rmq
         return;
     }
     rmq_jw_reset(&ns->out, RMQ_JSON_FASTJSON);
-    rmq_jw_obj_begin(&ns->out);
-    rmq_jw_key(&ns->out, "counter");
-    rmq_jw_i64(&ns->out, stored.counter);
-    rmq_jw_key(&ns->out, "timestamp");
-    rmq_jw_i64(&ns->out, stored.timestamp);
-    rmq_jw_obj_end(&ns->out);
+    rmq_jw_data_version(&ns->out, &stored);
     reply_json(ns, c, req, &resp);
 }
 

@@ -39,11 +39,6 @@
 #define RMQ_NAMESRV_FILTER_SERVERS_MAX 64
 #define RMQ_NAMESRV_BROKER_IDS_MAX 64       /* master + slaves per broker name */
 
-struct rmq_data_version {
-    int64_t counter;
-    int64_t timestamp;
-};
-
 struct rmq_topic_queue_conf {
     const char *topic;              /* borrowed */
     int32_t read_queue_nums;

@@ -69,6 +69,14 @@ int rmq_jw_finish(struct rmq_jw *w, const char **out, size_t *len);
  */
 enum rmq_json_dialect rmq_json_route_dialect(const struct rmq_header *req);
 
+/* DataVersion, as brokers version their topic tables: {"counter":N,"timestamp":ms}. */
+struct rmq_data_version {
+    int64_t counter;
+    int64_t timestamp;
+};
+
+void rmq_jw_data_version(struct rmq_jw *w, const struct rmq_data_version *v);
+
 /* Parse either dialect. NULL on a syntax error or allocation failure. Free with cJSON_Delete. */
 cJSON *rmq_json_parse(const char *text, size_t len);
 

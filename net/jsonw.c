@@ -391,3 +391,14 @@ rmq_jw_finish(struct rmq_jw *w, const char **out, size_t *len)
     *len = w->len;
     return 0;
 }
+
+void
+rmq_jw_data_version(struct rmq_jw *w, const struct rmq_data_version *v)
+{
+    rmq_jw_obj_begin(w);
+    rmq_jw_key(w, "counter");
+    rmq_jw_i64(w, v->counter);
+    rmq_jw_key(w, "timestamp");
+    rmq_jw_i64(w, v->timestamp);
+    rmq_jw_obj_end(w);
+}
