@@ -24,6 +24,17 @@ int rmq_bench_store(int argc, char **argv);
 int rmq_bench_recovery(int argc, char **argv);
 int rmq_bench_namesrv(int argc, char **argv);
 
+struct rmq_loop;
+struct rmq_net_loop;
+struct rmq_client;
+
+/* Loop, net loop and client connected to 127.0.0.1:port (3 s at most): 0 or -1. */
+int rmq_bench_client_open(struct rmq_loop *loop, struct rmq_net_loop *nl, struct rmq_client *cl,
+                          uint16_t port);
+/* Stop the client, then tear down all three. */
+void rmq_bench_client_close(struct rmq_loop *loop, struct rmq_net_loop *nl,
+                            struct rmq_client *cl);
+
 /* Run the shell command fmt (one %s: arg); a failure is reported, not fatal. */
 void rmq_bench_sh(const char *fmt, const char *arg);
 

@@ -340,36 +340,6 @@ issue(struct timed_call *tc)
     ec.issued++;
 }
 
-static int
-engine_client_open(uint16_t port)
-{
-    struct rmq_loop_config lcfg = {.name = "bench-client"};
-    struct rmq_client_config ccfg = {.host = "127.0.0.1", .port = port};
-    uint64_t end;
-
-    if (rmq_loop_init(&ec.loop, &lcfg) < 0 || rmq_net_loop_init(&ec.nl, &ec.loop, NULL, 2) < 0 ||
-        rmq_client_init(&ec.cl, &ec.nl, &ccfg) < 0) {
-        return -1;
-    }
-    end = rmq_clock_mono_ns() + 3000000000ull;
-    while (!rmq_client_is_connected(&ec.cl) && rmq_clock_mono_ns() < end) {
-        rmq_loop_run_once(&ec.loop, 10000000);
-    }
-    return rmq_client_is_connected(&ec.cl) ? 0 : -1;
-}
-
-static void
-engine_client_close(void)
-{
-    rmq_client_stop(&ec.cl);
-    while (ec.cl.state != RMQ_CLIENT_STOPPED) {
-        rmq_loop_run_once(&ec.loop, 10000000);
-    }
-    rmq_client_fini(&ec.cl);
-    rmq_net_loop_fini(&ec.nl);
-    rmq_loop_fini(&ec.loop);
-}
-
 /* n requests with `window` in flight; returns client enters used. */
 static uint64_t
 engine_client_run(long n, int window, uint64_t *samples)
@@ -417,7 +387,7 @@ rmq_bench_engine(int argc, char **argv)
     pthread_barrier_init(&es.ready, NULL, 2);
     pthread_create(&es.th, NULL, es_main, NULL);
     pthread_barrier_wait(&es.ready);
-    if (engine_client_open(es.port) < 0) {
+    if (rmq_bench_client_open(&ec.loop, &ec.nl, &ec.cl, es.port) < 0) {
         fprintf(stderr, "rmq-bench engine: client could not connect\n");
         return 1;
     }
@@ -482,7 +452,7 @@ rmq_bench_engine(int argc, char **argv)
     printf("  client loop                     %9.3f %9.3f\n",
            rmq_bench_median(cli_e1, (size_t)runs), rmq_bench_median(cli_e64, (size_t)runs));
 
-    engine_client_close();
+    rmq_bench_client_close(&ec.loop, &ec.nl, &ec.cl);
     es.stop_msg.fn = es_stop_fn;
     rmq_loop_post(&es.loop, &es.stop_msg);
     pthread_join(es.th, NULL);

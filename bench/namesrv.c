@@ -254,36 +254,6 @@ register_broker(int b)
     return rc.code == RMQ_RESP_SUCCESS ? 0 : -1;
 }
 
-static int
-client_open(uint16_t port)
-{
-    struct rmq_loop_config lcfg = {.name = "bench-client"};
-    struct rmq_client_config ccfg = {.host = "127.0.0.1", .port = port};
-    uint64_t end;
-
-    if (rmq_loop_init(&bc.loop, &lcfg) < 0 || rmq_net_loop_init(&bc.nl, &bc.loop, NULL, 2) < 0 ||
-        rmq_client_init(&bc.cl, &bc.nl, &ccfg) < 0) {
-        return -1;
-    }
-    end = rmq_clock_mono_ns() + 3000000000ull;
-    while (!rmq_client_is_connected(&bc.cl) && rmq_clock_mono_ns() < end) {
-        rmq_loop_run_once(&bc.loop, 10000000);
-    }
-    return rmq_client_is_connected(&bc.cl) ? 0 : -1;
-}
-
-static void
-client_close(void)
-{
-    rmq_client_stop(&bc.cl);
-    while (bc.cl.state != RMQ_CLIENT_STOPPED) {
-        rmq_loop_run_once(&bc.loop, 10000000);
-    }
-    rmq_client_fini(&bc.cl);
-    rmq_net_loop_fini(&bc.nl);
-    rmq_loop_fini(&bc.loop);
-}
-
 int
 rmq_bench_namesrv(int argc, char **argv)
 {
@@ -315,7 +285,7 @@ rmq_bench_namesrv(int argc, char **argv)
     pthread_barrier_init(&ss.ready, NULL, 2);
     pthread_create(&ss.th, NULL, ss_main, NULL);
     pthread_barrier_wait(&ss.ready);
-    if (client_open(ss.port) < 0) {
+    if (rmq_bench_client_open(&bc.loop, &bc.nl, &bc.cl, ss.port) < 0) {
         fprintf(stderr, "rmq-bench namesrv: client could not connect\n");
         return 1;
     }
@@ -357,7 +327,7 @@ rmq_bench_namesrv(int argc, char **argv)
         ret = 1;
     }
 out:
-    client_close();
+    rmq_bench_client_close(&bc.loop, &bc.nl, &bc.cl);
     ss.stop_msg.fn = ss_stop_fn;
     rmq_loop_post(&ss.loop, &ss.stop_msg);
     pthread_join(ss.th, NULL);
