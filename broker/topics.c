@@ -15,9 +15,12 @@ static const char *const filter_names[] = {"SINGLE_TAG", "MULTI_TAG"};
 bool
 rmq_topic_name_valid(const char *name, size_t len)
 {
-    if (len == 0 || len > RMQ_TOPIC_NAME_MAX) {
-        return false;
-    }
+    return len > 0 && len <= RMQ_TOPIC_NAME_MAX && rmq_name_chars_valid(name, len);
+}
+
+bool
+rmq_name_chars_valid(const char *name, size_t len)
+{
     for (size_t i = 0; i < len; i++) {
         char ch = name[i];
 

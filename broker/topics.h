@@ -59,6 +59,8 @@ void rmq_topics_fini(struct rmq_topics *t);
 
 /* A topic name the reference accepts: [%|a-zA-Z0-9_-]{1,127}. */
 bool rmq_topic_name_valid(const char *name, size_t len);
+/* Only [%|a-zA-Z0-9_-] (topic and group names), any length. */
+bool rmq_name_chars_valid(const char *name, size_t len);
 
 const struct rmq_topic_config *rmq_topics_get(const struct rmq_topics *t, const char *name,
                                               size_t len);
