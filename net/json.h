@@ -54,7 +54,10 @@ void rmq_jw_obj_end(struct rmq_jw *w);
 void rmq_jw_arr_begin(struct rmq_jw *w);
 void rmq_jw_arr_end(struct rmq_jw *w);
 void rmq_jw_key(struct rmq_jw *w, const char *key);               /* always quoted */
-void rmq_jw_key_i64(struct rmq_jw *w, int64_t key);                /* dialect decides quotes */
+void rmq_jw_key_i64(struct rmq_jw *w, int64_t key);
+/* A key that is itself JSON, written verbatim: fastjson's maps keyed by objects
+ * ({"brokerName":"b","queueId":0,"topic":"t"}:{...}), as in ConsumeStats. */
+void rmq_jw_key_raw(struct rmq_jw *w, const char *json);                /* dialect decides quotes */
 void rmq_jw_str(struct rmq_jw *w, const char *s);                  /* NULL writes null */
 void rmq_jw_str_n(struct rmq_jw *w, const char *s, size_t len);
 void rmq_jw_i64(struct rmq_jw *w, int64_t v);

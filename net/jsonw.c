@@ -316,6 +316,16 @@ rmq_jw_key(struct rmq_jw *w, const char *key)
 }
 
 void
+rmq_jw_key_raw(struct rmq_jw *w, const char *json)
+{
+    if (before_key(w)) {
+        put(w, json, strlen(json));
+        putc_(w, ':');
+        w->after_key = true;
+    }
+}
+
+void
 rmq_jw_key_i64(struct rmq_jw *w, int64_t key)
 {
     char num[24];

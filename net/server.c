@@ -152,7 +152,7 @@ accept_retry_fire(struct rmq_timer *t)
 {
     struct rmq_server *srv = rmq_container_of(t, struct rmq_server, accept_retry);
 
-    if (!srv->accepting && !srv->stopping) {
+    if (!srv->accepting && !srv->stopping && !srv->accept_off) {
         accept_arm(srv);
     }
 }
@@ -167,7 +167,7 @@ accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
         srv->accepting = false;
     }
     if (res < 0) {
-        if (srv->stopping) {
+        if (srv->stopping || srv->accept_off) {
             if (!srv->accepting && srv->listen_fd >= 0) {
                 close(srv->listen_fd);      /* nothing references it any more */
                 srv->listen_fd = -1;
@@ -183,7 +183,7 @@ accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
                           accept_retry_fire);
         }
         return;
-    } else if (srv->stopping) {
+    } else if (srv->stopping || srv->accept_off) {
         close(res);
     } else if (srv->free_conn == NULL || srv->refuse_op.in_flight) {
         struct io_uring_sqe *sqe;
@@ -206,7 +206,7 @@ accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
         srv->stats.accepted++;
         rmq_conn_open(c, srv->nl, res, &server_conn_ops, srv);
     }
-    if (!srv->accepting && !srv->stopping) {
+    if (!srv->accepting && !srv->stopping && !srv->accept_off) {
         accept_arm(srv);
     }
 }
@@ -252,12 +252,12 @@ conn_closed(struct rmq_conn *c, int err)
 }
 
 void
-rmq_server_stop(struct rmq_server *srv)
+rmq_server_stop_accepting(struct rmq_server *srv)
 {
-    if (srv->stopping) {
+    if (srv->accept_off || srv->stopping) {
         return;
     }
-    srv->stopping = true;
+    srv->accept_off = true;
     rmq_timer_cancel(srv->nl->loop, &srv->accept_retry);
     if (srv->accepting) {
         rmq_loop_cancel(srv->nl->loop, &srv->accept_op);
@@ -265,6 +265,16 @@ rmq_server_stop(struct rmq_server *srv)
         close(srv->listen_fd);
         srv->listen_fd = -1;
     }
+}
+
+void
+rmq_server_stop(struct rmq_server *srv)
+{
+    if (srv->stopping) {
+        return;
+    }
+    rmq_server_stop_accepting(srv);
+    srv->stopping = true;
     for (uint32_t i = 0; i < srv->max_conns; i++) {
         if (srv->conns[i].state == RMQ_CONN_OPEN) {
             rmq_conn_close(&srv->conns[i], 0);

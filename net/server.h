@@ -41,6 +41,7 @@ struct rmq_server {
     uint16_t port;                  /* bound port, after init */
     bool accepting;
     bool stopping;
+    bool accept_off;                /* rmq_server_stop_accepting: connections stay */
     struct rmq_op accept_op;
     struct rmq_op refuse_op;        /* closes sockets we cannot take */
     struct rmq_timer accept_retry;  /* accept failed (EMFILE...): retry later, no spin */
@@ -70,6 +71,8 @@ void rmq_server_on_response(struct rmq_server *srv, rmq_request_fn fn, void *ctx
 void rmq_server_on_conn_close(struct rmq_server *srv, rmq_conn_close_fn fn, void *ctx);
 /* Index of c in the connection table (0..max_conns-1): for per-connection side tables. */
 uint32_t rmq_server_conn_index(const struct rmq_server *srv, const struct rmq_conn *c);
+/* Close the listening socket; connections already open are served on (graceful stop). */
+void rmq_server_stop_accepting(struct rmq_server *srv);
 /* Stop accepting, close every connection; on_stopped (if set) runs once all closed. */
 void rmq_server_stop(struct rmq_server *srv);
 bool rmq_server_is_stopped(const struct rmq_server *srv);

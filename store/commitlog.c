@@ -117,6 +117,7 @@ seg_push(struct rmq_store *s, uint64_t start, int handle)
     }
     s->segs[s->seg_count].start = start;
     s->segs[s->seg_count].handle = handle;
+    s->segs[s->seg_count].map = NULL;
     s->seg_count++;
     return 0;
 }
@@ -1188,7 +1189,17 @@ rmq_store_destroy(struct rmq_store *s)
     }
     cancel_timers(s);
     for (int i = 0; i < s->seg_count; i++) {
+        rmq_store__seg_map_drop(s, &s->segs[i]);
         s->disk->ops->close(s->disk, s->segs[i].handle);
+    }
+    while (s->retired_maps != NULL) {
+        struct rmq_seg_map *m = s->retired_maps;
+
+        /* a reader still pinning here at destroy is a caller bug: say so, free anyway */
+        RMQ_WARN("store: segment mapping still pinned at destroy pins=%u", m->pins);
+        s->retired_maps = m->next_retired;
+        s->disk->ops->unmap(s->disk, m->base, m->size);
+        free(m);
     }
     if (s->next_handle >= 0) {
         s->disk->ops->close(s->disk, s->next_handle);
@@ -1250,6 +1261,90 @@ int
 rmq_store_error(const struct rmq_store *s)
 {
     return s->error;
+}
+
+/* ---- readers' views ---------------------------------------------------------------------- */
+
+void
+rmq_store__seg_map_drop(struct rmq_store *s, struct rmq_store_seg *seg)
+{
+    struct rmq_seg_map *m = seg->map;
+
+    if (m == NULL) {
+        return;
+    }
+    seg->map = NULL;
+    if (m->pins > 0) {
+        m->retired = true;
+        m->next_retired = s->retired_maps;
+        s->retired_maps = m;
+        return;
+    }
+    s->disk->ops->unmap(s->disk, m->base, m->size);
+    free(m);
+}
+
+int
+rmq_store_view(struct rmq_store *s, uint64_t phys, uint32_t len, const uint8_t **data,
+               struct rmq_seg_map **pin)
+{
+    struct rmq_store_seg *seg;
+    struct rmq_seg_map *m;
+    int i;
+
+    if (s->seg_count == 0 || phys < s->min_off || phys + len > s->written_off) {
+        return -ERANGE;
+    }
+    i = seg_index_of(s, phys);
+    seg = &s->segs[i];
+    if (phys < seg->start || phys + len > seg->start + s->cfg.seg_size) {
+        return -ERANGE;
+    }
+    m = seg->map;
+    if (m == NULL) {
+        m = calloc(1, sizeof(*m));
+        if (m == NULL) {
+            return -ENOMEM;
+        }
+        m->size = s->cfg.seg_size;
+        m->base = s->disk->ops->map(s->disk, seg->handle, m->size);
+        if (m->base == NULL) {
+            int err = errno ? -errno : -EIO;
+
+            RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "store: segment start=%llu not mapped for reading "
+                       "err=%s", (unsigned long long)seg->start, strerror(-err));
+            free(m);
+            return err;
+        }
+        seg->map = m;
+    }
+    m->pins++;
+    *data = m->base + (phys - seg->start);
+    *pin = m;
+    return 0;
+}
+
+void
+rmq_store_unpin(struct rmq_store *s, struct rmq_seg_map *m)
+{
+    if (--m->pins > 0 || !m->retired) {
+        return;
+    }
+    for (struct rmq_seg_map **pp = &s->retired_maps; *pp != NULL; pp = &(*pp)->next_retired) {
+        if (*pp == m) {
+            *pp = m->next_retired;
+            break;
+        }
+    }
+    s->disk->ops->unmap(s->disk, m->base, m->size);
+    free(m);
+}
+
+void
+rmq_store_on_arrival(struct rmq_store *s, rmq_store_arrival_fn fn, void *ctx)
+{
+    s->on_arrival = fn;
+    s->on_arrival_ctx = ctx;
 }
 
 ssize_t

@@ -555,6 +555,10 @@ rmq_store__dispatch(struct rmq_store *s)
         d->cq->max = d->queue_off + 1;
         s->dispatched_ts = d->store_ts;
         s->disp_head++;
+        if (s->on_arrival != NULL) {
+            s->on_arrival(s->on_arrival_ctx, d->cq->topic, d->cq->topic_len, d->cq->queue_id,
+                          d->cq->max, d->tags_code);
+        }
     }
     s->dispatched_off = s->written_off;
     rmq_loop_defer(s->loop, &s->submit);

@@ -50,6 +50,10 @@ struct rmq_disk_ops {
     void (*close)(struct rmq_disk *d, int h);
     /* Delete a segment: close its handle and remove the file (one at a time). */
     void (*remove)(struct rmq_disk *d, int h, struct rmq_disk_req *req);
+    /* Read-only shared mapping of a whole segment (readers' zero-copy view), NULL with
+     * errno set on failure; unmap takes it back. Mappings outlive close and remove. */
+    const uint8_t *(*map)(struct rmq_disk *d, int h, uint64_t size);
+    void (*unmap)(struct rmq_disk *d, const uint8_t *p, uint64_t size);
     /* Size and free bytes of the segments' filesystem (statfs: no I/O). */
     int (*space)(struct rmq_disk *d, uint64_t *total, uint64_t *avail);
 };

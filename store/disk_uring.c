@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -380,6 +381,22 @@ u_remove(struct rmq_disk *base, int h, struct rmq_disk_req *req)
     rmq_loop_commit(d->base.loop, &req->op, sqe);
 }
 
+static const uint8_t *
+u_map(struct rmq_disk *base, int h, uint64_t size)
+{
+    struct udisk *d = (struct udisk *)base;
+    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, d->segs[h].fd, 0);
+
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+u_unmap(struct rmq_disk *base, const uint8_t *p, uint64_t size)
+{
+    (void)base;
+    munmap((void *)p, (size_t)size);
+}
+
 static int
 u_space(struct rmq_disk *base, uint64_t *total, uint64_t *avail)
 {
@@ -404,6 +421,8 @@ static const struct rmq_disk_ops uring_ops = {
     .zero_tail = u_zero_tail,
     .close = u_close,
     .remove = u_remove,
+    .map = u_map,
+    .unmap = u_unmap,
     .space = u_space,
 };
 

@@ -125,6 +125,7 @@ delete_step(struct rmq_store *s, int used)
              (unsigned long long)s->segs[0].start,
              expired ? "expired" : "disk over diskSpaceCleanForciblyRatio", used);
     h = s->segs[0].handle;
+    rmq_store__seg_map_drop(s, &s->segs[0]);
     memmove(s->segs, s->segs + 1, (size_t)(s->seg_count - 1) * sizeof(*s->segs));
     s->seg_count--;
     /* indices into segs held by work in flight (all in later segments) move down */

@@ -64,6 +64,11 @@ struct rmq_store_config {
 
 struct rmq_store;
 struct rmq_store_msg;
+struct rmq_seg_map;
+
+/* A message's consume queue entry was written: (topic, queue_id) now holds max entries. */
+typedef void (*rmq_store_arrival_fn)(void *ctx, const char *topic, uint32_t topic_len,
+                                     int32_t queue_id, int64_t max, int64_t tags_code);
 
 /*
  * status: 0 stored (and flushed under SYNC_FLUSH); -ETIMEDOUT stored, flush not
@@ -140,6 +145,20 @@ int rmq_store_error(const struct rmq_store *s);
 
 /* Read len bytes of the log at phys_off (below written_off). Synchronous: tests, tools. */
 ssize_t rmq_store_read(struct rmq_store *s, uint64_t phys_off, void *buf, size_t len);
+
+/*
+ * Readers' zero-copy access: *data points at len bytes of the log at phys, inside a
+ * read-only shared mapping of its segment, valid until rmq_store_unpin(s, *pin) even
+ * if retention deletes the segment meanwhile. The range must lie below written_off
+ * and inside one segment (a record or a run of records always does). 0, -ERANGE, or
+ * the mapping's -errno.
+ */
+int rmq_store_view(struct rmq_store *s, uint64_t phys, uint32_t len, const uint8_t **data,
+                   struct rmq_seg_map **pin);
+void rmq_store_unpin(struct rmq_store *s, struct rmq_seg_map *pin);
+
+/* Be told of every consume queue entry written (long polling). One hook; NULL clears. */
+void rmq_store_on_arrival(struct rmq_store *s, rmq_store_arrival_fn fn, void *ctx);
 
 /* ---- reads (spec/STORE.md §13); run on the store's loop ------------------------------- */
 

@@ -27,9 +27,20 @@ struct rmq_store_batch {
     struct iovec iov[RMQ_STORE_BATCH_IOV];
 };
 
+/* A read-only mapping of one segment for readers (rmq_store_view). A segment deleted
+ * while pinned keeps its mapping on the retired list until the last pin goes. */
+struct rmq_seg_map {
+    const uint8_t *base;
+    uint64_t size;
+    uint32_t pins;
+    bool retired;
+    struct rmq_seg_map *next_retired;
+};
+
 struct rmq_store_seg {
     uint64_t start;
     int handle;
+    struct rmq_seg_map *map;        /* owned; NULL until the first view */
 };
 
 /* One consume queue file: cq_entries entries from entry `first`, mapped shared. */
@@ -175,6 +186,10 @@ struct rmq_store {
     struct rmq_timer prep_retry;
     bool unclean_start;             /* the abort file was there at open */
 
+    struct rmq_seg_map *retired_maps;   /* deleted segments still pinned by readers */
+    rmq_store_arrival_fn on_arrival;
+    void *on_arrival_ctx;
+
     void (*close_done)(struct rmq_store *s, void *arg);
     void *close_arg;
 
@@ -185,6 +200,9 @@ struct rmq_store {
 bool rmq_store__check(const struct rmq_store *s);
 /* Store time of the record at log offset phys (below written_off), or -1. */
 int64_t rmq_store__ts_at(struct rmq_store *s, uint64_t phys);
+
+/* A segment leaves the log (retention): drop its mapping, or retire it while pinned. */
+void rmq_store__seg_map_drop(struct rmq_store *s, struct rmq_store_seg *seg);
 
 /* ---- consume queues (cqueue.c) ---------------------------------------------------------- */
 

@@ -267,6 +267,27 @@ fake_disk_has_seg(const struct fake_disk *d, uint64_t start)
     return find_seg(d, start) >= 0;
 }
 
+/* The fake's segment memory is its page cache: a view reads it directly. */
+static const uint8_t *
+f_map(struct rmq_disk *base, int h, uint64_t size)
+{
+    struct fake_disk *d = (struct fake_disk *)base;
+
+    if (d->segs[h].cache == NULL || d->segs[h].size < size) {
+        errno = ENODEV;
+        return NULL;
+    }
+    return d->segs[h].cache;
+}
+
+static void
+f_unmap(struct rmq_disk *base, const uint8_t *p, uint64_t size)
+{
+    (void)base;
+    (void)p;
+    (void)size;
+}
+
 static const struct rmq_disk_ops fake_ops = {
     .prepare = f_prepare,
     .writev = f_writev,
@@ -277,6 +298,8 @@ static const struct rmq_disk_ops fake_ops = {
     .zero_tail = f_zero_tail,
     .close = f_close,
     .remove = f_remove,
+    .map = f_map,
+    .unmap = f_unmap,
     .space = f_space,
 };
 
