@@ -30,50 +30,13 @@
 #include "net/codes.h"
 #include "net/conn.h"
 #include "net/json.h"
+#include "tests/integration/harness.h"
 #include "tests/unit/vectors.h"
 
 /* ---- the daemon ----------------------------------------------------------------------- */
 
-struct daemon {
-    pid_t pid;
-    uint16_t port;
-    char dir[64];
-    char log[128];
-};
-
 static struct daemon D;             /* the one most tests use */
 static struct daemon D2;            /* a second, independent NameServer */
-
-static void
-daemon_path(char *out, size_t cap)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-    cr_assert_gt(n, 0);
-    self[n] = '\0';
-    snprintf(out, cap, "%s/../bin/rmq-namesrv", dirname(self));     /* build/tests/.. */
-}
-
-/* The port from "namesrv: serving address=... port=N" in the daemon's log, or 0. */
-static uint16_t
-log_port(const struct daemon *d)
-{
-    char buf[8192];
-    FILE *f = fopen(d->log, "r");
-    static const char prefix[] = "namesrv: serving address=127.0.0.1 port=";
-    const char *p;
-    size_t n;
-
-    if (f == NULL) {
-        return 0;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    p = strstr(buf, prefix);
-    return p != NULL ? (uint16_t)atoi(p + strlen(prefix)) : 0;
-}
 
 /* Start the daemon with extra --key=value arguments (NULL-terminated). */
 static void
@@ -83,14 +46,12 @@ daemon_start_at(struct daemon *d, const char *const *extra)
     char kv[128];
     const char *argv[24];
     int argc = 0;
-    uint64_t end;
 
-    daemon_path(bin, sizeof(bin));
+    daemon_path("rmq-namesrv", bin, sizeof(bin));
     if (d->dir[0] == '\0') {
         snprintf(d->dir, sizeof(d->dir), "/tmp/rmq-ns-test-XXXXXX");
         cr_assert_not_null(mkdtemp(d->dir));
     }
-    snprintf(d->log, sizeof(d->log), "%s/namesrv.log", d->dir);
     snprintf(kv, sizeof(kv), "--kvConfigPath=%s/kv/kvConfig.json", d->dir);
     argv[argc++] = bin;
     argv[argc++] = "--listenPort=0";
@@ -100,21 +61,7 @@ daemon_start_at(struct daemon *d, const char *const *extra)
         argv[argc++] = extra[i];
     }
     argv[argc] = NULL;
-    unlink(d->log);
-    d->pid = fork();
-    cr_assert_geq(d->pid, 0);
-    if (d->pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-        dup2(fd, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    end = rmq_clock_mono_ns() + 5000000000ull;
-    while ((d->port = log_port(d)) == 0 && rmq_clock_mono_ns() < end) {
-        usleep(5000);
-    }
-    cr_assert_neq(d->port, 0, "daemon did not start; see %s", d->log);
+    daemon_spawn(d, "namesrv", argv, "namesrv: serving address=127.0.0.1 port=");
 }
 
 static void
@@ -123,200 +70,22 @@ daemon_start(const char *const *extra)
     daemon_start_at(&D, extra);
 }
 
-/* SIGTERM, then the exit status (-1 when it did not exit within 5 s). */
-static int
-daemon_stop_at(struct daemon *d)
-{
-    uint64_t end = rmq_clock_mono_ns() + 5000000000ull;
-    int status;
-
-    kill(d->pid, SIGTERM);
-    while (waitpid(d->pid, &status, WNOHANG) == 0) {
-        if (rmq_clock_mono_ns() > end) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
-            return -1;
-        }
-        usleep(5000);
-    }
-    d->pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static void
-daemon_stop_ok_at(struct daemon *d)
-{
-    int rc = daemon_stop_at(d);
-
-    cr_assert_eq(rc, 0, "daemon exit status %d; see %s", rc, d->log);
-}
-
 static void
 daemon_stop_ok(void)
 {
     daemon_stop_ok_at(&D);
 }
 
-/* ---- the client side: brokers and clients on this thread's loop ---------------------- */
-
-#define MAX_CLIENTS 4
-
-static struct {
-    struct rmq_loop loop;
-    struct rmq_net_loop nl;
-    struct rmq_client cl[MAX_CLIENTS];
-    int used;
-} C;
-
-static bool
-run_until(bool (*cond)(void *), void *arg, uint64_t timeout_ms)
-{
-    uint64_t end = rmq_clock_mono_ns() + timeout_ms * 1000000u;
-
-    while (!cond(arg)) {
-        if (rmq_clock_mono_ns() > end) {
-            return false;
-        }
-        cr_assert_eq(rmq_loop_run_once(&C.loop, 10 * 1000000u), 0);
-    }
-    return true;
-}
-
-static bool
-connected(void *arg)
-{
-    return rmq_client_is_connected(arg);
-}
-
-static bool
-disconnected(void *arg)
-{
-    return !rmq_client_is_connected(arg);
-}
-
-static bool
-stopped(void *arg)
-{
-    return ((struct rmq_client *)arg)->state == RMQ_CLIENT_STOPPED;
-}
-
-/* n clients; client i connects to ports[i] (NULL: all to D). */
-static void
-clients_up_to(int n, const uint16_t *ports)
-{
-    struct rmq_loop_config lcfg = {.name = "test"};
-
-    cr_assert_eq(rmq_loop_init(&C.loop, &lcfg), 0);
-    cr_assert_eq(rmq_net_loop_init(&C.nl, &C.loop, NULL, 2), 0);
-    C.used = n;
-    for (int i = 0; i < n; i++) {
-        struct rmq_client_config cfg = {
-            .host = "127.0.0.1", .port = ports ? ports[i] : D.port, .no_reconnect = true,
-        };
-
-        cr_assert_eq(rmq_client_init(&C.cl[i], &C.nl, &cfg), 0);
-        cr_assert(run_until(connected, &C.cl[i], 5000));
-    }
-}
-
+/* n clients all to D */
 static void
 clients_up(int n)
 {
-    clients_up_to(n, NULL);
-}
+    uint16_t ports[MAX_CLIENTS];
 
-static void
-client_stop(int i)
-{
-    rmq_client_stop(&C.cl[i]);
-    cr_assert(run_until(stopped, &C.cl[i], 5000));
-}
-
-static void
-clients_down(void)
-{
-    for (int i = 0; i < C.used; i++) {
-        if (C.cl[i].state != RMQ_CLIENT_STOPPED) {
-            client_stop(i);
-        }
-        rmq_client_fini(&C.cl[i]);
+    for (int i = 0; i < n; i++) {
+        ports[i] = D.port;
     }
-    rmq_net_loop_fini(&C.nl);
-    rmq_loop_fini(&C.loop);
-}
-
-struct answer {
-    struct rmq_call call;
-    bool done;
-    int err;
-    int code;
-    char remark[512];
-    char *body;                     /* malloc'd, NUL-terminated */
-    uint32_t body_len;
-    char ext[8][2][128];
-    int ext_count;
-};
-
-static void
-answer_done(struct rmq_call *call, int err, struct rmq_frame *resp)
-{
-    struct answer *a = rmq_container_of(call, struct answer, call);
-
-    a->done = true;
-    a->err = err;
-    if (resp == NULL) {
-        return;
-    }
-    a->code = resp->h.code;
-    snprintf(a->remark, sizeof(a->remark), "%.*s", (int)resp->h.remark.len,
-             resp->h.has_remark ? resp->h.remark.ptr : "");
-    a->body = malloc(resp->body_len + 1);
-    memcpy(a->body, resp->body, resp->body_len);
-    a->body[resp->body_len] = '\0';
-    a->body_len = resp->body_len;
-    for (uint32_t i = 0; i < resp->h.ext_count && a->ext_count < 8; i++) {
-        snprintf(a->ext[a->ext_count][0], 128, "%.*s", (int)resp->h.ext[i].key.len,
-                 resp->h.ext[i].key.ptr);
-        snprintf(a->ext[a->ext_count][1], 128, "%.*s", (int)resp->h.ext[i].val.len,
-                 resp->h.ext[i].val.ptr);
-        a->ext_count++;
-    }
-}
-
-static const char *
-answer_ext(const struct answer *a, const char *key)
-{
-    for (int i = 0; i < a->ext_count; i++) {
-        if (strcmp(a->ext[i][0], key) == 0) {
-            return a->ext[i][1];
-        }
-    }
-    return NULL;
-}
-
-static bool
-answered(void *arg)
-{
-    return ((struct answer *)arg)->done;
-}
-
-static void
-answer_free(struct answer *a)
-{
-    free(a->body);
-    a->body = NULL;
-}
-
-/* One request on client ci; waits for the answer (asserts it came). */
-static void
-call(int ci, struct rmq_header *h, const char *body, struct answer *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->call.done = answer_done;
-    cr_assert_eq(rmq_client_call(&C.cl[ci], &a->call, h, body, body ? (uint32_t)strlen(body) : 0,
-                                 5000), 0);
-    cr_assert(run_until(answered, a, 6000));
-    cr_assert_eq(a->err, 0, "call failed: %d", a->err);
+    clients_up_to(n, ports);
 }
 
 /* REGISTER_BROKER through client ci; topics "name:queues,..." */
@@ -390,24 +159,6 @@ route_brokers(const struct answer *a, char *out, size_t cap)
         snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? "," : "", names[i]);
     }
     cJSON_Delete(j);
-}
-
-static void
-cleanup_one(struct daemon *d)
-{
-    char cmd[128];
-
-    if (d->pid > 0) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-        d->pid = 0;
-    }
-    if (d->dir[0] != '\0') {
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
-        if (system(cmd) != 0) {
-            fprintf(stderr, "cleanup of %s failed\n", d->dir);
-        }
-    }
 }
 
 static void
@@ -769,7 +520,7 @@ Test(namesrv, help_and_bad_arguments)
     char bin[PATH_MAX];
     char cmd[PATH_MAX + 64];
 
-    daemon_path(bin, sizeof(bin));
+    daemon_path("rmq-namesrv", bin, sizeof(bin));
     snprintf(cmd, sizeof(cmd), "%s --help >/dev/null 2>&1", bin);
     cr_assert_eq(WEXITSTATUS(system(cmd)), 0);
     snprintf(cmd, sizeof(cmd), "%s --brokerExpiredMs=-5 >/dev/null 2>&1", bin);
@@ -786,7 +537,7 @@ Test(namesrv, a_malformed_kv_file_stops_the_start_with_a_clear_line)
     char log[4096] = "";
     FILE *f;
 
-    daemon_path(bin, sizeof(bin));
+    daemon_path("rmq-namesrv", bin, sizeof(bin));
     snprintf(D.dir, sizeof(D.dir), "/tmp/rmq-ns-test-XXXXXX");
     cr_assert_not_null(mkdtemp(D.dir));
     snprintf(kv, sizeof(kv), "%s/kvConfig.json", D.dir);

@@ -1,0 +1,256 @@
+/* Private to broker/ and tests/unit/broker/. */
+#ifndef RMQ_BROKER_INT_H
+#define RMQ_BROKER_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "broker/offsets.h"
+#include "broker/topics.h"
+#include "core/list.h"
+#include "core/loop.h"
+#include "core/strmap.h"
+#include "net/client.h"
+#include "net/json.h"
+#include "store/disk.h"
+#include "store/store.h"
+
+#define RMQ_BROKER_CLIENT_ID_MAX 256
+#define RMQ_PULL_CODES_MAX 32               /* tags in one subscription expression */
+#define RMQ_PULL_MSGS_MAX 32                /* messages per pull response */
+#define RMQ_BROKER_NAMESRV_MAX 8
+#define RMQ_LOCK_MAX_LIVE_MS 60000          /* REBALANCE_LOCK_MAX_LIVE_TIME */
+#define RMQ_SEND_POOL 4096                  /* send contexts kept for reuse */
+
+/* A saved request: enough to answer it later (opaque, serialization, oneway). */
+struct rmq_saved_req {
+    int32_t code;
+    int32_t opaque;
+    int32_t flag;
+    int32_t version;
+    uint8_t serialize;
+    uint8_t language;
+};
+
+/* Per connection slot: who the client is and what it holds. */
+struct rmq_conn_info {
+    uint32_t gen;                           /* the connection this belongs to */
+    bool known;                             /* a heartbeat arrived on it */
+    char client_id[RMQ_BROKER_CLIENT_ID_MAX];
+    uint8_t language;
+    uint8_t serialize;
+    int32_t version;
+    uint64_t last_beat_ms;
+    struct rmq_link parked;                 /* rmq_parked_pull on this connection */
+};
+
+struct rmq_subscription {
+    char topic[RMQ_TOPIC_NAME_MAX + 1];
+    char *sub_string;                       /* owned */
+    int32_t codes[RMQ_PULL_CODES_MAX];
+    uint32_t code_count;                    /* 0 with all = true: "*" */
+    bool all;
+    int64_t sub_version;
+};
+
+/* A consumer group as its members' heartbeats describe it. */
+struct rmq_consumer_group {
+    char name[RMQ_GROUP_NAME_MAX + 1];
+    uint64_t *members;                      /* owned: connection tags */
+    uint32_t member_count;
+    uint32_t member_cap;
+    struct rmq_subscription *subs;          /* owned */
+    uint32_t sub_count;
+    int consume_type;                       /* 0 ACTIVELY, 1 PASSIVELY */
+    int message_model;                      /* 0 BROADCASTING, 1 CLUSTERING */
+    int consume_from;
+};
+
+struct rmq_producer_group {
+    char name[RMQ_GROUP_NAME_MAX + 1];
+    uint64_t *members;
+    uint32_t member_count;
+    uint32_t member_cap;
+};
+
+struct rmq_queue_lock {
+    char key[RMQ_GROUP_NAME_MAX + RMQ_TOPIC_NAME_MAX + 16]; /* group@topic@qid */
+    char client_id[RMQ_BROKER_CLIENT_ID_MAX];
+    uint64_t last_ms;
+};
+
+/* A pull that found nothing, waiting for a message or its deadline (long polling). */
+struct rmq_parked_pull {
+    struct rmq_link queue_link;             /* on its queue's list */
+    struct rmq_link conn_link;              /* on its connection's list */
+    struct rmq_timer timer;
+    struct rmq_broker *b;
+    struct rmq_conn_handle conn;
+    struct rmq_saved_req req;
+    char topic[RMQ_TOPIC_NAME_MAX + 1];
+    uint8_t topic_len;
+    char group[RMQ_GROUP_NAME_MAX + 1];
+    int32_t queue_id;
+    int64_t offset;
+    int32_t max_msgs;
+    int32_t codes[RMQ_PULL_CODES_MAX];
+    uint32_t code_count;
+    bool all;
+    struct rmq_parked_queue *pq;
+};
+
+/* Parked pulls of one queue, keyed "topic@queueId". */
+struct rmq_parked_queue {
+    char key[RMQ_TOPIC_NAME_MAX + 16];
+    struct rmq_link pulls;
+};
+
+/* One NameServer we register with. */
+struct rmq_namesrv_peer {
+    struct rmq_broker *b;
+    char addr[64];
+    struct rmq_client client;
+    struct rmq_call call;
+    bool call_pending;
+    bool registered;                        /* last registration succeeded */
+    bool initialized;
+};
+
+struct rmq_broker_stats {
+    uint64_t put_msgs;
+    uint64_t put_bytes;
+    uint64_t put_refused;
+    uint64_t get_msgs;
+    uint64_t get_bytes;
+    uint64_t pulls;
+    uint64_t pulls_parked;
+    uint64_t pulls_woken;
+    uint64_t registrations;
+    uint64_t registration_failures;
+};
+
+struct rmq_send_ctx;
+
+struct rmq_broker {
+    struct rmq_broker_config cfg;
+    struct rmq_net_loop *nl;                /* borrowed */
+    struct rmq_loop *loop;                  /* borrowed */
+    struct rmq_server srv;
+    bool srv_up;
+    struct rmq_server ns_srv;               /* standalone NameServer */
+    struct rmq_namesrv *ns;                 /* standalone NameServer, owned */
+    bool ns_srv_up;
+    struct rmq_disk *disk;                  /* owned */
+    struct rmq_store *store;                /* owned */
+    struct rmq_topics topics;
+    struct rmq_offsets offsets;
+    uint8_t store_ip[4];                    /* brokerIP1 as bytes: the offset ids' host */
+    char addr[80];                          /* brokerIP1:listenPort */
+    uint64_t start_ms;
+
+    struct rmq_conn_info *conns;            /* owned: one per connection slot */
+    struct rmq_strmap consumers;            /* name -> rmq_consumer_group */
+    struct rmq_strmap producers;            /* name -> rmq_producer_group */
+    struct rmq_strmap locks;                /* key -> rmq_queue_lock */
+    struct rmq_strmap parked;               /* "topic@qid" -> rmq_parked_queue */
+    uint32_t parked_count;
+
+    struct rmq_send_ctx *send_free;         /* reusable send contexts */
+    uint32_t send_free_count;
+    uint32_t sends_in_flight;
+    struct rmq_pull_tx *pull_free;          /* reusable pull responses */
+    uint32_t pull_free_count;
+    uint32_t pulls_in_flight;               /* responses whose bytes are still queued */
+
+    struct rmq_namesrv_peer peers[RMQ_BROKER_NAMESRV_MAX];
+    uint32_t peer_count;
+    struct rmq_jw out;                      /* control-plane bodies, reused */
+
+    struct rmq_timer register_timer;
+    struct rmq_timer offsets_timer;
+    struct rmq_timer scan_timer;            /* idle channels, expired parked pulls sweep */
+    struct rmq_timer stop_timer;
+    struct rmq_deferred register_soon;      /* topics changed: register at once */
+
+    bool stopping;
+    int stop_stage;
+    int stop_err;
+    uint64_t stop_started_ns;
+    void (*stop_done)(void *arg, int err);
+    void *stop_arg;
+
+    struct rmq_broker_stats stats;
+};
+
+/* ---- helpers shared by the handlers (broker.c) ---------------------------------------- */
+
+uint64_t rmq_broker__now_ms(const struct rmq_broker *b);
+uint64_t rmq_broker__conn_tag(const struct rmq_broker *b, const struct rmq_conn *c);
+struct rmq_conn *rmq_broker__conn_from_tag(const struct rmq_broker *b, uint64_t tag);
+struct rmq_conn_info *rmq_broker__info(struct rmq_broker *b, const struct rmq_conn *c);
+void rmq_broker__save_req(struct rmq_saved_req *s, const struct rmq_header *h);
+void rmq_broker__restore_req(struct rmq_header *h, const struct rmq_saved_req *s);
+
+/* Answer with code and a formatted remark; logs one rate-limited line for errors. */
+void rmq_broker__reply(struct rmq_conn *c, const struct rmq_header *req, int32_t code,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void rmq_broker__reply_ok(struct rmq_conn *c, const struct rmq_header *req, const void *body,
+                          size_t body_len);
+/* Send b->out (finished here) as the SUCCESS body, with resp when given. */
+void rmq_broker__reply_json(struct rmq_broker *b, struct rmq_conn *c, const struct rmq_header *req,
+                            struct rmq_header *resp);
+void rmq_broker__send_resp(struct rmq_conn *c, const struct rmq_header *req,
+                           const struct rmq_header *resp, const void *body, size_t body_len);
+
+/* extFields helpers: 1 found, 0 absent (need_*: answered SYSTEM_ERROR, returns false). */
+int rmq_broker__field_str(const struct rmq_frame *req, const char *name, char *buf, size_t cap);
+bool rmq_broker__need_str(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
+                          char *buf, size_t cap);
+bool rmq_broker__need_i64(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
+                          int64_t *out);
+bool rmq_broker__need_i32(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
+                          int32_t *out);
+
+/* Topic for a request; NULL after answering TOPIC_NOT_EXIST. */
+const struct rmq_topic_config *rmq_broker__topic(struct rmq_broker *b, const char *name);
+/* Create (or keep) a topic and register the change soon. 0 or -errno. */
+int rmq_broker__topic_ensure(struct rmq_broker *b, const char *name, int32_t queues, int32_t perm);
+void rmq_broker__topics_changed(struct rmq_broker *b);
+
+/* ---- modules ------------------------------------------------------------------------------ */
+
+void rmq_broker__send_install(struct rmq_broker *b);
+void rmq_broker__send_fini(struct rmq_broker *b);
+
+void rmq_broker__pull_install(struct rmq_broker *b);
+/* Answer every parked pull now (stop), free the pools. */
+void rmq_broker__pull_release_all(struct rmq_broker *b);
+void rmq_broker__pull_fini(struct rmq_broker *b);
+/* A connection closed: drop its parked pulls. */
+void rmq_broker__pull_conn_closed(struct rmq_broker *b, struct rmq_conn_info *ci);
+/* Store hook: a message reached (topic, queue). */
+void rmq_broker__pull_arrival(void *ctx, const char *topic, uint32_t topic_len, int32_t queue_id,
+                              int64_t max, int64_t tags_code);
+
+void rmq_broker__clients_install(struct rmq_broker *b);
+void rmq_broker__clients_conn_closed(struct rmq_broker *b, struct rmq_conn *c);
+void rmq_broker__clients_scan(struct rmq_broker *b);
+void rmq_broker__clients_fini(struct rmq_broker *b);
+/* Parse a TAG expression ("*", "A || B") into codes. 0 or -EINVAL. */
+int rmq_broker__parse_tags(const char *expr, size_t len, int32_t *codes, uint32_t *count,
+                           bool *all);
+
+void rmq_broker__admin_install(struct rmq_broker *b);
+
+int rmq_broker__register_init(struct rmq_broker *b);
+void rmq_broker__register_all(struct rmq_broker *b);
+/* Unregister from every NameServer; done once all answered or failed. */
+void rmq_broker__unregister_all(struct rmq_broker *b);
+bool rmq_broker__register_idle(const struct rmq_broker *b);
+void rmq_broker__register_stop(struct rmq_broker *b);
+bool rmq_broker__register_stopped(const struct rmq_broker *b);
+void rmq_broker__register_fini(struct rmq_broker *b);
+
+#endif

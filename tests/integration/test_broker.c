@@ -1,0 +1,937 @@
+/*
+ * The real rmq-broker daemon over loopback (standalone: its NameServer in the same
+ * process). Each test starts build/bin/rmq-broker on 127.0.0.1 with free ports and a
+ * throwaway data dir, drives it with rmq_client connections through the real codec,
+ * decodes pulled records with the store's record decoder, and stops it by PID:
+ * SIGTERM must exit 0 (under ASan that also proves nothing leaked); crash tests use
+ * SIGKILL and restart on the same directory.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/be.h"
+#include "core/clock.h"
+#include "core/util.h"
+#include "net/codes.h"
+#include "net/json.h"
+#include "store/record.h"
+#include "tests/integration/harness.h"
+#include "tests/unit/vectors.h"
+
+static struct daemon B;
+static uint16_t ns_port;
+
+static void
+broker_start(const char *const *extra)
+{
+    char bin[PATH_MAX];
+    char root[128];
+    const char *argv[32];
+    int argc = 0;
+
+    daemon_path("rmq-broker", bin, sizeof(bin));
+    if (B.dir[0] == '\0') {
+        snprintf(B.dir, sizeof(B.dir), "/tmp/rmq-broker-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(B.dir));
+    }
+    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", B.dir);
+    argv[argc++] = bin;
+    argv[argc++] = "--standalone";
+    argv[argc++] = "--listenPort=0";
+    argv[argc++] = "--namesrvListenPort=0";
+    argv[argc++] = "--bindAddress=127.0.0.1";
+    argv[argc++] = "--brokerIP1=127.0.0.1";
+    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
+    argv[argc++] = "--mappedFileSizeConsumeQueue=600000";
+    argv[argc++] = root;
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    daemon_spawn(&B, "broker", argv, "broker: ready port=");
+    ns_port = daemon_log_int(&B, "namesrv_port=");
+    cr_assert_neq(ns_port, 0);
+}
+
+/* client 0 and 1 to the broker, 2 to its NameServer */
+static void
+clients_to_broker(void)
+{
+    uint16_t ports[3] = {B.port, B.port, ns_port};
+
+    clients_up_to(3, ports);
+}
+
+static void
+cleanup(void)
+{
+    if (C.up) {
+        clients_down();
+    }
+    cleanup_one(&B);
+}
+
+TestSuite(broker, .fini = cleanup, .timeout = 120);
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+static void
+create_topic(int ci, const char *topic, int queues)
+{
+    struct rmq_header h;
+    struct answer a;
+
+    rmq_header_init(&h, RMQ_REQ_UPDATE_AND_CREATE_TOPIC, RMQ_SER_ROCKETMQ);
+    rmq_header_add(&h, "topic", topic);
+    rmq_header_add(&h, "defaultTopic", "TBW102");
+    rmq_header_add_i64(&h, "readQueueNums", queues);
+    rmq_header_add_i64(&h, "writeQueueNums", queues);
+    rmq_header_add_i64(&h, "perm", 6);
+    rmq_header_add(&h, "topicFilterType", "SINGLE_TAG");
+    rmq_header_add(&h, "order", "false");
+    call(ci, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "create topic: %s", a.remark);
+    answer_free(&a);
+}
+
+static void
+send_header(struct rmq_header *h, enum rmq_serialize ser, const char *topic, int queue,
+            const char *props)
+{
+    rmq_header_init(h, RMQ_REQ_SEND_MESSAGE_V2, ser);
+    rmq_header_add(h, "a", "PG_TEST");
+    rmq_header_add(h, "b", topic);
+    rmq_header_add(h, "c", "TBW102");
+    rmq_header_add_i64(h, "d", 4);
+    rmq_header_add_i64(h, "e", queue);
+    rmq_header_add_i64(h, "f", 0);
+    rmq_header_add_i64(h, "g", 1700000000000);
+    rmq_header_add_i64(h, "h", 0);
+    rmq_header_add(h, "i", props);
+}
+
+static void
+send_one(int ci, const char *topic, int queue, const char *props, const char *body,
+         struct answer *a)
+{
+    struct rmq_header h;
+
+    send_header(&h, RMQ_SER_ROCKETMQ, topic, queue, props);
+    call(ci, &h, body, a);
+}
+
+struct pull_req {
+    const char *group;
+    const char *topic;
+    int queue;
+    int64_t offset;
+    int max;
+    int sysflag;
+    int64_t suspend_ms;
+    const char *sub;
+};
+
+static void
+pull_header(struct rmq_header *h, const struct pull_req *p)
+{
+    rmq_header_init(h, RMQ_REQ_PULL_MESSAGE, RMQ_SER_ROCKETMQ);
+    rmq_header_add(h, "consumerGroup", p->group);
+    rmq_header_add(h, "topic", p->topic);
+    rmq_header_add_i64(h, "queueId", p->queue);
+    rmq_header_add_i64(h, "queueOffset", p->offset);
+    rmq_header_add_i64(h, "maxMsgNums", p->max);
+    rmq_header_add_i64(h, "sysFlag", p->sysflag);
+    rmq_header_add_i64(h, "commitOffset", 0);
+    rmq_header_add_i64(h, "suspendTimeoutMillis", p->suspend_ms);
+    rmq_header_add(h, "subscription", p->sub != NULL ? p->sub : "*");
+    rmq_header_add_i64(h, "subVersion", 0);
+}
+
+static void
+pull(int ci, const struct pull_req *p, struct answer *a)
+{
+    struct rmq_header h;
+
+    pull_header(&h, p);
+    call(ci, &h, NULL, a);
+}
+
+static int64_t
+ext_i64(const struct answer *a, const char *key)
+{
+    const char *v = answer_ext(a, key);
+
+    cr_assert_not_null(v, "response without %s (code %d remark %s)", key, a->code, a->remark);
+    return strtoll(v, NULL, 10);
+}
+
+/* Walk the records of a pull body; fn per record. Returns the count. */
+static uint32_t
+each_record(const struct answer *a, void (*fn)(const struct rmq_record *r, void *arg), void *arg)
+{
+    uint32_t n = 0;
+
+    for (uint32_t off = 0; off < a->body_len;) {
+        struct rmq_record r;
+        int64_t size = rmq_record_decode((const uint8_t *)a->body + off, a->body_len - off, true,
+                                         &r, NULL);
+
+        cr_assert_gt(size, 0, "pull body holds a bad record at %u", off);
+        fn(&r, arg);
+        off += (uint32_t)size;
+        n++;
+    }
+    return n;
+}
+
+static bool
+prop_is(const struct rmq_record *r, const char *name, const char *want)
+{
+    const char *v;
+    size_t len;
+
+    return rmq_props_get(r->props, r->props_len, name, &v, &len) && len == strlen(want) &&
+           memcmp(v, want, len) == 0;
+}
+
+/* ---- pipelined sends ----------------------------------------------------------------------- */
+
+#define WINDOW 256
+#define BULK_QUEUES 8
+#define BULK_COUNT 100000
+
+struct bulk {
+    struct answer slots[WINDOW];
+    int free_slots[WINDOW];
+    int inflight;
+    uint64_t acked;
+    uint64_t refused;
+    int64_t next_off[BULK_QUEUES];  /* queue offsets seen in acks, must be dense */
+    bool dense;
+    char (*ids)[33];                /* msgId per sequence number */
+    int64_t *seq_queue_off;
+};
+
+static struct bulk K;
+
+static void
+props_for(uint64_t seq, char *out, size_t cap)
+{
+    snprintf(out, cap, "TAGS%c%s%cKEYS%ck%llu%cUNIQ_KEY%cU%016llX%c", 1, seq % 2 ? "B" : "A", 2, 1,
+             (unsigned long long)seq, 2, 1, (unsigned long long)seq, 2);
+}
+
+static void
+body_for(uint64_t seq, char *out, size_t cap)
+{
+    snprintf(out, cap, "body-%llu-queue-%llu-%0*d", (unsigned long long)seq,
+             (unsigned long long)(seq % BULK_QUEUES), (int)(seq % 200), 0);
+}
+
+static void
+bulk_done(struct rmq_call *call, int err, struct rmq_frame *resp)
+{
+    struct answer *a = rmq_container_of(call, struct answer, call);
+    uint64_t seq = (uint64_t)a->code;   /* stashed sequence number */
+
+    K.inflight--;
+    K.free_slots[WINDOW - 1 - K.inflight] = (int)(a - K.slots);
+    if (err != 0) {
+        return;                     /* connection lost: never acknowledged */
+    }
+    if (resp->h.code != RMQ_RESP_SUCCESS) {
+        K.refused++;
+        return;
+    }
+    {
+        struct rmq_str id, qo;
+        int64_t off;
+
+        cr_assert(rmq_header_get(&resp->h, "msgId", &id) && id.len == 32);
+        cr_assert(rmq_header_get(&resp->h, "queueOffset", &qo));
+        off = strtoll(qo.ptr, NULL, 10);
+        memcpy(K.ids[seq], id.ptr, 32);
+        K.ids[seq][32] = '\0';
+        K.seq_queue_off[seq] = off;
+    }
+    K.acked++;
+}
+
+static bool
+bulk_room(void *arg)
+{
+    (void)arg;
+    return K.inflight < WINDOW;
+}
+
+static bool
+bulk_drained(void *arg)
+{
+    (void)arg;
+    return K.inflight == 0;
+}
+
+static void
+bulk_reset(void)
+{
+    memset(&K, 0, sizeof(K));
+    for (int i = 0; i < WINDOW; i++) {
+        K.free_slots[i] = i;
+    }
+    K.ids = calloc(BULK_COUNT, sizeof(*K.ids));
+    K.seq_queue_off = calloc(BULK_COUNT, sizeof(int64_t));
+}
+
+static void
+bulk_free(void)
+{
+    free(K.ids);
+    free(K.seq_queue_off);
+}
+
+/* Send message seq (queue seq % 8) once a window slot is free. */
+static void
+bulk_issue(int ci, const char *topic, uint64_t seq)
+{
+    struct rmq_header h;
+    struct answer *a;
+    char props[128];
+    char body[300];
+
+    cr_assert(run_until(bulk_room, NULL, 30000));
+    a = &K.slots[K.free_slots[WINDOW - 1 - K.inflight]];
+    memset(a, 0, sizeof(*a));
+    a->code = (int)seq;             /* the sequence number rides in the answer */
+    a->call.done = bulk_done;
+    props_for(seq, props, sizeof(props));
+    body_for(seq, body, sizeof(body));
+    send_header(&h, RMQ_SER_ROCKETMQ, topic, (int)(seq % BULK_QUEUES), props);
+    cr_assert_eq(rmq_client_call(&C.cl[ci], &a->call, &h, body, (uint32_t)strlen(body), 30000), 0);
+    K.inflight++;
+}
+
+static void
+bulk_send(int ci, const char *topic, uint64_t count)
+{
+    for (uint64_t seq = 0; seq < count; seq++) {
+        bulk_issue(ci, topic, seq);
+    }
+    cr_assert(run_until(bulk_drained, NULL, 60000));
+}
+
+struct check_ctx {
+    int queue;
+    int64_t expect_off;
+    uint64_t seen;
+};
+
+static void
+check_record(const struct rmq_record *r, void *arg)
+{
+    struct check_ctx *x = arg;
+    uint64_t seq;
+    char props[128];
+    char body[300];
+    char id[33];
+
+    cr_assert_eq(r->queue_id, x->queue);
+    cr_assert_eq(r->queue_off, x->expect_off, "queue %d: offset %lld, expected %lld", x->queue,
+                 (long long)r->queue_off, (long long)x->expect_off);
+    /* the body names its sequence number; everything else follows from it */
+    cr_assert_eq(sscanf((const char *)r->body, "body-%llu", (unsigned long long *)&seq), 1);
+    cr_assert_lt(seq, BULK_COUNT);
+    cr_assert_eq(seq % BULK_QUEUES, (uint64_t)x->queue);
+    body_for(seq, body, sizeof(body));
+    props_for(seq, props, sizeof(props));
+    cr_assert_eq(r->body_len, strlen(body));
+    cr_assert_eq(memcmp(r->body, body, r->body_len), 0);
+    cr_assert_eq(r->props_len, strlen(props), "properties must be stored as sent");
+    cr_assert_eq(memcmp(r->props, props, r->props_len), 0);
+    cr_assert_eq(K.seq_queue_off[seq], r->queue_off, "send response queueOffset");
+    rmq_msg_offset_id(id, r->store_ip, r->store_port, r->phys_off);
+    cr_assert_str_eq(K.ids[seq], id, "send response msgId is the record's offset id");
+    cr_assert_eq(r->born_ts, 1700000000000);
+    x->expect_off++;
+    x->seen++;
+}
+
+Test(broker, hundred_thousand_messages_sent_and_pulled_back_exactly_once_in_order)
+{
+    struct answer a;
+    uint64_t total = 0;
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "BulkTopic", BULK_QUEUES);
+    bulk_reset();
+    bulk_send(0, "BulkTopic", BULK_COUNT);
+    cr_assert_eq(K.refused, 0);
+    cr_assert_eq(K.acked, BULK_COUNT);
+    for (int q = 0; q < BULK_QUEUES; q++) {
+        struct check_ctx x = {.queue = q};
+        struct pull_req p = {"CG_BULK", "BulkTopic", q, 0, 32, 4, 0, "*"};
+
+        for (int waits = 0; x.seen < BULK_COUNT / BULK_QUEUES;) {
+            pull(1, &p, &a);
+            if (a.code == RMQ_RESP_PULL_NOT_FOUND) {
+                /* acknowledged, queue entry not yet written: bounded wait */
+                answer_free(&a);
+                cr_assert_lt(waits++, 200, "queue %d stuck at %llu messages", q,
+                             (unsigned long long)x.seen);
+                usleep(10000);
+                continue;
+            }
+            cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "pull: %d %s", a.code, a.remark);
+            cr_assert_eq(each_record(&a, check_record, &x), (uint32_t)(ext_i64(&a,
+                         "nextBeginOffset") - p.offset));
+            p.offset = ext_i64(&a, "nextBeginOffset");
+            cr_assert_eq(ext_i64(&a, "minOffset"), 0);
+            cr_assert_eq(ext_i64(&a, "suggestWhichBrokerId"), 0);
+            answer_free(&a);
+        }
+        cr_assert_eq(x.seen, BULK_COUNT / BULK_QUEUES);
+        total += x.seen;
+    }
+    cr_assert_eq(total, BULK_COUNT);
+    bulk_free();
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- tag filtering ---------------------------------------------------------------------------- */
+
+static void
+only_tag_b(const struct rmq_record *r, void *arg)
+{
+    (void)arg;
+    cr_assert(prop_is(r, "TAGS", "B"), "a record whose tag the subscription excludes");
+}
+
+Test(broker, tag_filtering_is_done_by_the_broker)
+{
+    struct answer a;
+    char props[64];
+    uint32_t got = 0;
+    struct pull_req p = {"CG_TAG", "TagTopic", 0, 0, 32, 4, 0, "B || C"};
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "TagTopic", 1);
+    for (int i = 0; i < 100; i++) {
+        snprintf(props, sizeof(props), "TAGS%c%s%c", 1, i % 4 == 0 ? "B" : "A", 2);
+        send_one(0, "TagTopic", 0, props, "x", &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+        answer_free(&a);
+    }
+    while (p.offset < 100) {
+        pull(1, &p, &a);
+        cr_assert(a.code == RMQ_RESP_SUCCESS || a.code == RMQ_RESP_PULL_RETRY_IMMEDIATELY,
+                  "pull: %d %s", a.code, a.remark);
+        got += each_record(&a, only_tag_b, NULL);
+        p.offset = ext_i64(&a, "nextBeginOffset");
+        answer_free(&a);
+    }
+    cr_assert_eq(got, 25, "the broker sent %u tag-B records, 25 were stored", got);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- long polling --------------------------------------------------------------------------- */
+
+Test(broker, a_parked_pull_wakes_on_a_send_and_times_out_when_nothing_comes)
+{
+    struct answer pa, sa;
+    struct rmq_header h;
+    struct pull_req p = {"CG_LP", "LpTopic", 0, 0, 32, 2 | 4, 800, "*"};
+    uint64_t t0, woke;
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "LpTopic", 1);
+    /* nothing there: held for its suspend time, then PULL_NOT_FOUND */
+    t0 = rmq_clock_mono_ns();
+    pull(1, &p, &pa);
+    woke = rmq_clock_mono_ns() - t0;
+    cr_assert_eq(pa.code, RMQ_RESP_PULL_NOT_FOUND);
+    cr_assert_geq(woke, 700ull * 1000000u, "answered after %llu ms, before its hold time",
+                  (unsigned long long)(woke / 1000000));
+    answer_free(&pa);
+
+    /* a send wakes a parked pull long before its 20 s hold */
+    p.suspend_ms = 20000;
+    pull_header(&h, &p);
+    memset(&pa, 0, sizeof(pa));
+    pa.call.done = answer_done;
+    cr_assert_eq(rmq_client_call(&C.cl[1], &pa.call, &h, NULL, 0, 30000), 0);
+    for (int i = 0; i < 20; i++) {
+        rmq_loop_run_once(&C.loop, 10 * 1000000u);     /* let it park */
+    }
+    cr_assert_not(pa.done, "the pull was answered although the queue is empty");
+    send_one(0, "LpTopic", 0, "", "wake", &sa);
+    cr_assert_eq(sa.code, RMQ_RESP_SUCCESS);
+    t0 = rmq_clock_mono_ns();
+    cr_assert(run_until(answered, &pa, 5000), "the parked pull did not wake on the send");
+    woke = rmq_clock_mono_ns() - t0;
+    cr_assert_eq(pa.code, RMQ_RESP_SUCCESS);
+    cr_assert_eq(ext_i64(&pa, "nextBeginOffset"), 1);
+    cr_log_info("parked pull answered %llu us after the send's response",
+                (unsigned long long)(woke / 1000));
+    answer_free(&pa);
+    answer_free(&sa);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- offsets and restarts ------------------------------------------------------------------- */
+
+static void
+commit(int ci, const char *group, const char *topic, int q, int64_t off)
+{
+    struct rmq_header h;
+    struct answer a;
+
+    rmq_header_init(&h, RMQ_REQ_UPDATE_CONSUMER_OFFSET, RMQ_SER_JSON);
+    rmq_header_add(&h, "consumerGroup", group);
+    rmq_header_add(&h, "topic", topic);
+    rmq_header_add_i64(&h, "queueId", q);
+    rmq_header_add_i64(&h, "commitOffset", off);
+    call(ci, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "commit: %s", a.remark);
+    answer_free(&a);
+}
+
+static int64_t
+query(int ci, const char *group, const char *topic, int q, int *code)
+{
+    struct rmq_header h;
+    struct answer a;
+    int64_t v = -1;
+
+    rmq_header_init(&h, RMQ_REQ_QUERY_CONSUMER_OFFSET, RMQ_SER_JSON);
+    rmq_header_add(&h, "consumerGroup", group);
+    rmq_header_add(&h, "topic", topic);
+    rmq_header_add_i64(&h, "queueId", q);
+    call(ci, &h, NULL, &a);
+    *code = a.code;
+    if (a.code == RMQ_RESP_SUCCESS) {
+        v = ext_i64(&a, "offset");
+    }
+    answer_free(&a);
+    return v;
+}
+
+Test(broker, offsets_and_messages_survive_a_graceful_restart)
+{
+    struct answer a;
+    char path[256];
+    int code;
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "OffTopic", 2);
+    for (int i = 0; i < 10; i++) {
+        send_one(0, "OffTopic", i % 2, "", "m", &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+        answer_free(&a);
+    }
+    commit(0, "CG_OFF", "OffTopic", 0, 3);
+    commit(0, "CG_OFF", "OffTopic", 1, -1);     /* ali-ons commits -1: stored verbatim */
+    clients_down();
+    daemon_stop_ok_at(&B);
+    snprintf(path, sizeof(path), "%s/data/abort", B.dir);
+    cr_assert_neq(access(path, F_OK), 0, "a graceful stop leaves no abort file");
+
+    broker_start(NULL);
+    clients_to_broker();
+    cr_assert_eq(query(0, "CG_OFF", "OffTopic", 0, &code), 3);
+    /* a stored negative reads as nothing stored: the queue starts at 0, so offset 0 */
+    cr_assert_eq(query(0, "CG_OFF", "OffTopic", 1, &code), 0);
+    {
+        struct pull_req p = {"CG_OFF", "OffTopic", 0, 3, 32, 4, 0, "*"};
+
+        pull(1, &p, &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+        cr_assert_eq(ext_i64(&a, "nextBeginOffset"), 5);
+        cr_assert_eq(ext_i64(&a, "maxOffset"), 5);
+        answer_free(&a);
+    }
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+static void
+record_body_seq(const struct rmq_record *r, void *arg)
+{
+    uint8_t *seen = arg;
+    unsigned long long seq;
+
+    cr_assert_eq(sscanf((const char *)r->body, "body-%llu", &seq), 1);
+    cr_assert_lt(seq, BULK_COUNT);
+    seen[seq] = 1;
+}
+
+Test(broker, kill_9_under_sync_flush_loses_no_acknowledged_message)
+{
+    static const char *const sync[] = {"--flushDiskType=SYNC_FLUSH", NULL};
+    uint8_t *seen = calloc(BULK_COUNT, 1);
+    uint64_t lost = 0;
+    uint64_t seq;
+    struct answer a;
+
+    broker_start(sync);
+    clients_to_broker();
+    create_topic(0, "CrashTopic", BULK_QUEUES);
+    bulk_reset();
+    /* keep sending; kill -9 while sends are in flight */
+    for (seq = 0; seq < 5000; seq++) {
+        bulk_issue(0, "CrashTopic", seq);
+    }
+    cr_assert_eq(daemon_signal_wait(&B, SIGKILL), 128 + SIGKILL);
+    /* every call still pending fails with the connection: those were never acknowledged */
+    for (int i = 0; i < 200 && K.inflight > 0; i++) {
+        rmq_loop_run_once(&C.loop, 10 * 1000000u);
+    }
+    clients_down();
+    cr_assert_gt(K.acked, 0);
+    {
+        const char *const again[] = {"--flushDiskType=SYNC_FLUSH", NULL};
+
+        broker_start(again);
+    }
+    clients_to_broker();
+    for (int q = 0; q < BULK_QUEUES; q++) {
+        struct pull_req p = {"CG_CRASH", "CrashTopic", q, 0, 32, 4, 0, "*"};
+
+        for (;;) {
+            pull(1, &p, &a);
+            if (a.code != RMQ_RESP_SUCCESS) {
+                answer_free(&a);
+                break;
+            }
+            each_record(&a, record_body_seq, seen);
+            p.offset = ext_i64(&a, "nextBeginOffset");
+            answer_free(&a);
+        }
+    }
+    for (uint64_t s = 0; s <= seq; s++) {
+        if (K.ids[s][0] != '\0' && !seen[s]) {
+            lost++;
+        }
+    }
+    cr_assert_eq(lost, 0, "%llu acknowledged messages lost of %llu acknowledged",
+                 (unsigned long long)lost, (unsigned long long)K.acked);
+    cr_log_info("kill -9 after %llu sends: %llu acknowledged, all found after restart",
+                (unsigned long long)seq, (unsigned long long)K.acked);
+    free(seen);
+    bulk_free();
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- recorded ali-ons frames -------------------------------------------------------------------- */
+
+static int
+tcp_connect(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 20};
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Read one whole frame from fd into a malloc'd buffer; its length in *len. */
+static uint8_t *
+read_frame(int fd, size_t *len)
+{
+    uint8_t pre[4];
+    uint8_t *buf;
+    uint32_t n;
+    size_t got = 0;
+
+    cr_assert_eq(recv(fd, pre, 4, MSG_WAITALL), 4, "no response frame");
+    n = rmq_get_be32(pre);
+    cr_assert_lt(n, 64u << 20);
+    buf = malloc(4 + n);
+    memcpy(buf, pre, 4);
+    while (got < n) {
+        ssize_t r = recv(fd, buf + 4 + got, n - got, 0);
+
+        cr_assert_gt(r, 0);
+        got += (size_t)r;
+    }
+    *len = 4 + n;
+    return buf;
+}
+
+/* Which response fields ali-ons reads, per request code. */
+static const char *const *
+fields_read(int code)
+{
+    static const char *const send[] = {"msgId", "queueId", "queueOffset", NULL};
+    static const char *const pull_f[] = {"nextBeginOffset", "minOffset", "maxOffset",
+                                         "suggestWhichBrokerId", NULL};
+    static const char *const off[] = {"offset", NULL};
+    static const char *const none[] = {NULL};
+
+    switch (code) {
+    case RMQ_REQ_SEND_MESSAGE_V2:
+        return send;
+    case RMQ_REQ_PULL_MESSAGE:
+        return pull_f;
+    case RMQ_REQ_GET_MAX_OFFSET:
+        return off;
+    default:
+        return none;
+    }
+}
+
+Test(broker, every_recorded_alions_frame_gets_a_well_formed_answer)
+{
+    size_t count;
+    char **names = rmq_test_list_vectors("alions-req-", &count);
+    int bfd, nfd;
+
+    cr_assert_gt(count, 10);
+    broker_start(NULL);
+    bfd = tcp_connect(B.port);
+    nfd = tcp_connect(ns_port);
+    /* the recorded pulls and offsets name TopicTest: make it exist, as ali-ons's producer would */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < count; i++) {
+            uint8_t *req, *resp;
+            size_t len, rlen;
+            struct rmq_frame f, rf;
+            int code;
+            bool to_ns;
+
+            cr_assert_eq(rmq_test_load_hex(names[i], &req, &len), 0);
+            code = atoi(names[i] + strlen("alions-req-"));
+            /* sends and the heartbeat first (pass 0), as ali-ons does: pulls then see a topic
+             * with messages and the retry topic its consumer's heartbeat created */
+            if ((code == RMQ_REQ_SEND_MESSAGE_V2 || code == RMQ_REQ_HEART_BEAT) != (pass == 0)) {
+                free(req);
+                continue;
+            }
+            to_ns = code == RMQ_REQ_GET_ROUTEINFO_BY_TOPIC;
+            cr_assert_gt(rmq_frame_decode(req, len, NULL, &f), 0);
+            {
+                int32_t opaque = f.h.opaque;
+
+                free(req);
+                cr_assert_eq(rmq_test_load_hex(names[i], &req, &len), 0);
+                cr_assert_eq(send(to_ns ? nfd : bfd, req, len, 0), (ssize_t)len);
+                resp = read_frame(to_ns ? nfd : bfd, &rlen);
+                cr_assert_eq(rmq_frame_decode(resp, rlen, NULL, &rf), (ssize_t)rlen, "%s", names[i]);
+                if (!rmq_header_is_response(&rf.h)) {
+                    /* a heartbeat that adds a group member is told NOTIFY_CONSUMER_IDS_CHANGED
+                     * first (oneway); the answer follows */
+                    cr_assert_eq(rf.h.code, RMQ_REQ_NOTIFY_CONSUMER_IDS_CHANGED, "%s", names[i]);
+                    cr_assert(rmq_header_is_oneway(&rf.h));
+                    free(resp);
+                    resp = read_frame(to_ns ? nfd : bfd, &rlen);
+                    cr_assert_eq(rmq_frame_decode(resp, rlen, NULL, &rf), (ssize_t)rlen);
+                }
+                cr_assert(rmq_header_is_response(&rf.h), "%s", names[i]);
+                cr_assert_eq(rf.h.opaque, opaque, "%s", names[i]);
+                cr_assert_eq(rf.h.serialize, RMQ_SER_JSON, "%s: answered in the request's form",
+                             names[i]);
+            }
+            if (code != RMQ_REQ_CONSUMER_SEND_MSG_BACK) {
+                cr_assert(rf.h.code == RMQ_RESP_SUCCESS || rf.h.code == RMQ_RESP_PULL_NOT_FOUND ||
+                          rf.h.code == RMQ_RESP_PULL_OFFSET_MOVED ||
+                          rf.h.code == RMQ_RESP_QUERY_NOT_FOUND,
+                          "%s answered %d: %.*s", names[i], rf.h.code, (int)rf.h.remark.len,
+                          rf.h.remark.ptr);
+            }
+            if (rf.h.code == RMQ_RESP_SUCCESS || code == RMQ_REQ_PULL_MESSAGE) {
+                for (const char *const *k = fields_read(code); *k != NULL; k++) {
+                    struct rmq_str v;
+
+                    cr_assert(rmq_header_get(&rf.h, *k, &v), "%s: no %s in the answer", names[i],
+                              *k);
+                }
+            }
+            free(req);
+            free(resp);
+        }
+    }
+    close(bfd);
+    close(nfd);
+    rmq_test_free_list(names, count);
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- bad input ------------------------------------------------------------------------------- */
+
+static long
+rss_kib(pid_t pid)
+{
+    char path[64];
+    char line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = atol(line + 6);
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+Test(broker, bad_input_gets_clear_errors_and_everyone_else_is_still_served)
+{
+    static const char *const small[] = {"--maxMessageSize=65536", NULL};
+    struct answer a;
+    struct rmq_header h;
+    int idle[1000];
+    int lazy;
+    long rss0, rss1;
+    char *big = malloc(70000);
+    struct pull_req p = {"CG_BAD", "BadTopic", 0, 0, 32, 4, 0, "*"};
+
+    broker_start(small);
+    clients_to_broker();
+    create_topic(0, "BadTopic", 2);
+    rss0 = rss_kib(B.pid);
+
+    /* unknown code: an answer, the connection stays */
+    rmq_header_init(&h, 4321, RMQ_SER_ROCKETMQ);
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_REQUEST_CODE_NOT_SUPPORTED);
+    answer_free(&a);
+    /* oversized body: refused with size and limit */
+    memset(big, 'x', 69999);
+    big[69999] = '\0';
+    send_one(0, "BadTopic", 0, "", big, &a);
+    cr_assert_eq(a.code, RMQ_RESP_MESSAGE_ILLEGAL);
+    cr_assert(strstr(a.remark, "69999") != NULL && strstr(a.remark, "65536") != NULL, "%s",
+              a.remark);
+    answer_free(&a);
+    /* bad queue id, unknown topic with auto-creation's template refused, bad names */
+    send_one(0, "BadTopic", 7, "", "x", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    cr_assert(strstr(a.remark, "queueId[7]") != NULL, "%s", a.remark);
+    answer_free(&a);
+    send_one(0, "bad topic!", 0, "", "x", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    answer_free(&a);
+    send_one(0, "SCHEDULE_TOPIC_XXXX", 0, "", "x", &a);
+    cr_assert_eq(a.code, RMQ_RESP_NO_PERMISSION);
+    answer_free(&a);
+    /* pulls for unknown topics, queues and offsets */
+    p.topic = "NoSuchTopic";
+    pull(0, &p, &a);
+    cr_assert_eq(a.code, RMQ_RESP_TOPIC_NOT_EXIST);
+    answer_free(&a);
+    p.topic = "BadTopic";
+    p.queue = 9;
+    pull(0, &p, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    answer_free(&a);
+    p.queue = 0;
+    send_one(0, "BadTopic", 0, "", "x", &a);
+    answer_free(&a);
+    p.offset = 1000;
+    /* an acknowledged message becomes readable once its queue entry is written (a new
+     * queue's first file is made through the ring): allow that moment */
+    for (int i = 0; i < 200; i++) {
+        pull(0, &p, &a);
+        if (strcmp(a.remark, "NO_MESSAGE_IN_QUEUE") != 0) {
+            break;
+        }
+        answer_free(&a);
+        usleep(10000);
+    }
+    cr_assert_eq(a.code, RMQ_RESP_PULL_OFFSET_MOVED);
+    cr_assert_eq(ext_i64(&a, "nextBeginOffset"), 1, "nextBeginOffset %lld remark %s",
+                 (long long)ext_i64(&a, "nextBeginOffset"), a.remark);
+    answer_free(&a);
+
+    /* 1,000 idle connections and one that sends pulls and never reads */
+    for (int i = 0; i < 1000; i++) {
+        idle[i] = tcp_connect(B.port);
+    }
+    lazy = tcp_connect(B.port);
+    {
+        uint8_t frame[4096];
+        ssize_t n;
+        int rcv = 4096;
+
+        setsockopt(lazy, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+        p.offset = 0;
+        p.max = 32;
+        pull_header(&h, &p);
+        n = rmq_frame_encode_head(&h, 0, frame, sizeof(frame));
+        cr_assert_gt(n, 0);
+        for (int i = 0; i < 20000; i++) {
+            struct pollfd pfd = {.fd = lazy, .events = POLLOUT};
+
+            if (poll(&pfd, 1, 50) <= 0) {
+                break;              /* the broker stopped reading us: backpressure */
+            }
+            if (send(lazy, frame, (size_t)n, MSG_DONTWAIT) < 0) {
+                break;
+            }
+        }
+    }
+    /* garbage on another connection: that connection is closed, nobody else notices */
+    {
+        int g = tcp_connect(B.port);
+        uint8_t junk[64];
+        char c;
+
+        memset(junk, 0xff, sizeof(junk));
+        cr_assert_eq(send(g, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+        cr_assert_leq(recv(g, &c, 1, 0), 0, "a garbage frame must close its connection");
+        close(g);
+    }
+    send_one(1, "BadTopic", 1, "", "still served", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+    answer_free(&a);
+    rss1 = rss_kib(B.pid);
+    cr_log_info("broker RSS %ld KiB -> %ld KiB with 1,001 extra connections", rss0, rss1);
+    cr_assert_lt(rss1 - rss0, 128 * 1024, "memory grew by %ld KiB", rss1 - rss0);
+    for (int i = 0; i < 1000; i++) {
+        close(idle[i]);
+    }
+    close(lazy);
+    free(big);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- the command line -------------------------------------------------------------------- */
+
+Test(broker, help_lists_keys_and_bad_arguments_are_refused)
+{
+    char bin[PATH_MAX];
+    char cmd[PATH_MAX + 64];
+
+    daemon_path("rmq-broker", bin, sizeof(bin));
+    snprintf(cmd, sizeof(cmd), "%s --help | grep -q namesrvListenPort", bin);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "%s --noSuchKey=1 2>/dev/null", bin);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof(cmd), "%s --brokerName='a b' 2>/dev/null", bin);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+}
