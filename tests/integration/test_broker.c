@@ -706,8 +706,12 @@ Test(broker, every_recorded_alions_frame_gets_a_well_formed_answer)
     char **names = rmq_test_list_vectors("alions-req-", &count);
     int bfd, nfd;
 
+    /* the recorded pulls ask for a 15 s hold; a short poll keeps the test short */
+    static const char *const short_poll[] = {"--longPollingEnable=false",
+                                             "--shortPollingTimeMills=50", NULL};
+
     cr_assert_gt(count, 10);
-    broker_start(NULL);
+    broker_start(short_poll);
     bfd = tcp_connect(B.port);
     nfd = tcp_connect(ns_port);
     /* the recorded pulls and offsets name TopicTest: make it exist, as ali-ons's producer would */
@@ -934,4 +938,396 @@ Test(broker, help_lists_keys_and_bad_arguments_are_refused)
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof(cmd), "%s --brokerName='a b' 2>/dev/null", bin);
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+}
+
+/* ---- batches ------------------------------------------------------------------------------- */
+
+/* Append one batch entry (spec/STORE.md §10) to out at *n. */
+static void
+batch_entry(uint8_t *out, size_t *n, const char *body, const char *props)
+{
+    uint32_t bl = (uint32_t)strlen(body);
+    uint16_t pl = (uint16_t)strlen(props);
+
+    rmq_put_be32(out + *n, 20 + bl + 2 + pl);
+    rmq_put_be32(out + *n + 4, 0);
+    rmq_put_be32(out + *n + 8, 0);
+    rmq_put_be32(out + *n + 12, 7);         /* flag */
+    rmq_put_be32(out + *n + 16, bl);
+    memcpy(out + *n + 20, body, bl);
+    rmq_put_be16(out + *n + 20 + bl, pl);
+    memcpy(out + *n + 22 + bl, props, pl);
+    *n += 22 + bl + pl;
+}
+
+struct batch_check {
+    int n;
+    char ids[8][33];
+};
+
+static void
+check_batch_record(const struct rmq_record *r, void *arg)
+{
+    struct batch_check *x = arg;
+    char want[32];
+    char id[33];
+
+    snprintf(want, sizeof(want), "batch-%d", x->n % 3);
+    cr_assert_eq(r->body_len, strlen(want));
+    cr_assert_eq(memcmp(r->body, want, r->body_len), 0);
+    cr_assert_eq(r->flag, 7);
+    cr_assert(prop_is(r, "CLUSTER", "DefaultCluster"), "batch entries carry CLUSTER");
+    cr_assert(prop_is(r, "WHO", "batch"), "batch-level properties are appended");
+    if (x->n % 3 == 1) {
+        cr_assert(prop_is(r, "KEYS", "k1"), "the entry's own properties come first");
+    }
+    rmq_msg_offset_id(id, r->store_ip, r->store_port, r->phys_off);
+    cr_assert_str_eq(id, x->ids[x->n]);
+    x->n++;
+}
+
+Test(broker, batches_become_one_record_per_message_by_either_code)
+{
+    uint8_t body[512];
+    size_t n = 0;
+    struct rmq_header h;
+    struct answer a;
+    struct batch_check x = {0};
+    char props[32];
+    char entry_props[32];
+    struct pull_req p = {"CG_BATCH", "BatchTopic", 0, 0, 32, 4, 0, "*"};
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "BatchTopic", 1);
+    snprintf(props, sizeof(props), "WHO%cbatch%c", 1, 2);
+    snprintf(entry_props, sizeof(entry_props), "KEYS%ck1", 1);
+    batch_entry(body, &n, "batch-0", "");
+    batch_entry(body, &n, "batch-1", entry_props);
+    batch_entry(body, &n, "batch-2", "");
+    for (int code = 0; code < 2; code++) {
+        send_header(&h, RMQ_SER_JSON, "BatchTopic", 0, props);
+        if (code == 0) {
+            h.code = RMQ_REQ_SEND_BATCH_MESSAGE;
+        } else {
+            rmq_header_add(&h, "m", "true");    /* the cpp client's form: 310 + m=true */
+        }
+        call_n(0, &h, body, (uint32_t)n, &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+        cr_assert_eq(ext_i64(&a, "queueOffset"), code * 3);
+        {
+            const char *ids = answer_ext(&a, "msgId");
+
+            cr_assert_not_null(ids);
+            cr_assert_eq(strlen(ids), 3 * 33 - 1, "three comma-joined ids: %s", ids);
+            for (int i = 0; i < 3; i++) {
+                memcpy(x.ids[code * 3 + i], ids + i * 33, 32);
+                x.ids[code * 3 + i][32] = '\0';
+            }
+        }
+        answer_free(&a);
+    }
+    /* a malformed batch is refused whole */
+    body[0] ^= 0x40;
+    send_header(&h, RMQ_SER_JSON, "BatchTopic", 0, props);
+    h.code = RMQ_REQ_SEND_BATCH_MESSAGE;
+    call_n(0, &h, body, (uint32_t)n, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    cr_assert(strstr(a.remark, "batch") != NULL, "%s", a.remark);
+    answer_free(&a);
+    for (int i = 0; i < 200 && x.n < 6; i++) {
+        pull(1, &p, &a);
+        if (a.code == RMQ_RESP_SUCCESS) {
+            each_record(&a, check_batch_record, &x);
+            p.offset = ext_i64(&a, "nextBeginOffset");
+        } else {
+            usleep(10000);
+        }
+        answer_free(&a);
+    }
+    cr_assert_eq(x.n, 6);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- groups, notifications, locks ------------------------------------------------------------ */
+
+static void
+heartbeat(int ci, const char *client_id, const char *group, struct answer *a)
+{
+    struct rmq_header h;
+    char body[1024];
+
+    snprintf(body, sizeof(body),
+             "{\"clientID\":\"%s\",\"consumerDataSet\":[{\"groupName\":\"%s\","
+             "\"consumeType\":\"CONSUME_PASSIVELY\",\"messageModel\":1,"
+             "\"consumeFromWhere\":\"CONSUME_FROM_LAST_OFFSET\",\"subscriptionDataSet\":"
+             "[{\"topic\":\"GrpTopic\",\"subString\":\"A || B\",\"subVersion\":\"17\"}]}],"
+             "\"producerDataSet\":[{\"groupName\":\"PG_GRP\"}]}", client_id, group);
+    rmq_header_init(&h, RMQ_REQ_HEART_BEAT, RMQ_SER_JSON);
+    call(ci, &h, body, a);
+}
+
+static int notified[MAX_CLIENTS];
+
+static void
+on_server_request(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref,
+                  void *ctx)
+{
+    struct rmq_str g;
+
+    (void)c;
+    (void)ref;
+    cr_assert_eq(req->h.code, RMQ_REQ_NOTIFY_CONSUMER_IDS_CHANGED);
+    cr_assert(rmq_header_get(&req->h, "consumerGroup", &g) && rmq_str_eq(g, "CG_GRP"));
+    notified[(intptr_t)ctx]++;
+}
+
+static bool
+consumer_list_is(int ci, const char *want)
+{
+    struct rmq_header h;
+    struct answer a;
+    bool ok;
+
+    rmq_header_init(&h, RMQ_REQ_GET_CONSUMER_LIST_BY_GROUP, RMQ_SER_JSON);
+    rmq_header_add(&h, "consumerGroup", "CG_GRP");
+    call(ci, &h, NULL, &a);
+    ok = want == NULL ? a.code == RMQ_RESP_SYSTEM_ERROR
+                      : a.code == RMQ_RESP_SUCCESS && strcmp(a.body, want) == 0;
+    if (!ok) {
+        cr_log_info("consumer list: %d %s %s", a.code, a.remark, a.body ? a.body : "");
+    }
+    answer_free(&a);
+    return ok;
+}
+
+static const char *
+lock_body(const char *client, int q, char *out, size_t cap)
+{
+    snprintf(out, cap, "{\"consumerGroup\":\"CG_GRP\",\"clientId\":\"%s\",\"mqSet\":"
+             "[{\"topic\":\"GrpTopic\",\"brokerName\":\"broker-a\",\"queueId\":%d}]}", client, q);
+    return out;
+}
+
+static bool
+lock(int ci, const char *client, int q)
+{
+    struct rmq_header h;
+    struct answer a;
+    char body[512];
+    bool got;
+
+    rmq_header_init(&h, RMQ_REQ_LOCK_BATCH_MQ, RMQ_SER_JSON);
+    call(ci, &h, lock_body(client, q, body, sizeof(body)), &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    got = strstr(a.body, "\"queueId\":") != NULL;
+    answer_free(&a);
+    return got;
+}
+
+static bool
+idle_closed(void *arg)
+{
+    (void)arg;
+    return !rmq_client_is_connected(&C.cl[1]);
+}
+
+Test(broker, heartbeats_form_groups_members_are_notified_locks_follow_their_holder)
+{
+    static const char *const idle[] = {"--clientChannelMaxIdleTimeSeconds=2", NULL};
+    struct answer a;
+    struct pull_req p = {"CG_GRP", "GrpTopic", 0, 0, 32, 2 /* no SUBSCRIPTION flag */, 0, NULL};
+
+    broker_start(idle);
+    clients_to_broker();
+    C.cl[0].on_request = on_server_request;
+    C.cl[0].on_request_ctx = (void *)0;
+    C.cl[1].on_request = on_server_request;
+    C.cl[1].on_request_ctx = (void *)1;
+    create_topic(0, "GrpTopic", 2);
+    /* before any heartbeat the group's subscription is unknown */
+    pull(0, &p, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUBSCRIPTION_NOT_EXIST, "%d %s", a.code, a.remark);
+    answer_free(&a);
+    heartbeat(0, "10.0.0.1@one", "CG_GRP", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+    answer_free(&a);
+    /* the retry topic exists now; the registered subscription filters pulls */
+    pull(0, &p, &a);
+    cr_assert_eq(a.code, RMQ_RESP_PULL_NOT_FOUND, "%d %s", a.code, a.remark);
+    answer_free(&a);
+    p.topic = "%RETRY%CG_GRP";
+    p.sysflag = 4;
+    pull(0, &p, &a);
+    cr_assert_eq(a.code, RMQ_RESP_PULL_NOT_FOUND, "retry topic created by the heartbeat: %s",
+                 a.remark);
+    answer_free(&a);
+    heartbeat(1, "10.0.0.2@two", "CG_GRP", &a);
+    answer_free(&a);
+    cr_assert(consumer_list_is(0, "{\"consumerIdList\":[\"10.0.0.1@one\",\"10.0.0.2@two\"]}") ||
+              consumer_list_is(0, "{\"consumerIdList\":[\"10.0.0.2@two\",\"10.0.0.1@one\"]}"));
+    for (int i = 0; i < 20; i++) {
+        rmq_loop_run_once(&C.loop, 5 * 1000000u);
+    }
+    cr_assert_geq(notified[0], 2, "the first member is told of itself and of the second");
+    cr_assert_geq(notified[1], 1);
+    /* an unchanged heartbeat changes nothing: no notification */
+    {
+        int before = notified[0];
+
+        heartbeat(0, "10.0.0.1@one", "CG_GRP", &a);
+        answer_free(&a);
+        for (int i = 0; i < 10; i++) {
+            rmq_loop_run_once(&C.loop, 5 * 1000000u);
+        }
+        cr_assert_eq(notified[0], before);
+    }
+    /* locks: one holder per queue, released when the holder's connection goes */
+    cr_assert(lock(0, "10.0.0.1@one", 0));
+    cr_assert(lock(0, "10.0.0.1@one", 0), "a holder relocks (refresh)");
+    cr_assert_not(lock(1, "10.0.0.2@two", 0), "a live lock is not handed to another client");
+    cr_assert(lock(1, "10.0.0.2@two", 1));
+    /* client 1 goes silent: after clientChannelMaxIdleTimeSeconds it is closed, its queue
+     * lock goes, and the remaining member is told */
+    {
+        int before = notified[0];
+        uint64_t t0 = rmq_clock_mono_ns();
+
+        while (!idle_closed(NULL) && rmq_clock_mono_ns() - t0 < 8000000000ull) {
+            heartbeat(0, "10.0.0.1@one", "CG_GRP", &a);     /* client 0 stays alive */
+            answer_free(&a);
+            for (int i = 0; i < 10; i++) {
+                rmq_loop_run_once(&C.loop, 10 * 1000000u);
+            }
+        }
+        cr_assert(idle_closed(NULL), "a silent client was not closed");
+        for (int i = 0; i < 20; i++) {
+            rmq_loop_run_once(&C.loop, 5 * 1000000u);
+        }
+        cr_assert_gt(notified[0], before);
+    }
+    cr_assert(consumer_list_is(0, "{\"consumerIdList\":[\"10.0.0.1@one\"]}"));
+    cr_assert(lock(0, "10.0.0.1@one", 1), "the closed client's lock was released");
+    /* unregistering the last member empties the group */
+    {
+        struct rmq_header h;
+
+        rmq_header_init(&h, RMQ_REQ_UNREGISTER_CLIENT, RMQ_SER_JSON);
+        rmq_header_add(&h, "clientID", "10.0.0.1@one");
+        rmq_header_add(&h, "consumerGroup", "CG_GRP");
+        call(0, &h, NULL, &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+        answer_free(&a);
+    }
+    cr_assert(consumer_list_is(0, NULL));
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+/* ---- topics and registration ------------------------------------------------------------------- */
+
+static bool
+route_has(int ci, const char *topic, int want_code)
+{
+    struct rmq_header h;
+    struct answer a;
+    bool ok;
+
+    rmq_header_init(&h, RMQ_REQ_GET_ROUTEINFO_BY_TOPIC, RMQ_SER_JSON);
+    rmq_header_add(&h, "topic", topic);
+    call(ci, &h, NULL, &a);
+    ok = a.code == want_code;
+    answer_free(&a);
+    return ok;
+}
+
+Test(broker, topics_are_created_deleted_auto_created_and_registered)
+{
+    static const char *const no_auto[] = {"--autoCreateTopicEnable=false",
+                                          "--registerBrokerInterval=200", NULL};
+    struct answer a;
+    struct rmq_header h;
+    uint64_t t0;
+
+    broker_start(NULL);
+    clients_to_broker();
+    /* the broker registered with its embedded NameServer: TBW102 routes */
+    t0 = rmq_clock_mono_ns();
+    while (!route_has(2, "TBW102", RMQ_RESP_SUCCESS) && rmq_clock_mono_ns() - t0 < 5000000000ull) {
+        usleep(20000);
+    }
+    cr_assert(route_has(2, "TBW102", RMQ_RESP_SUCCESS));
+    /* a send to an unknown topic creates it from TBW102, and the route follows at once */
+    send_one(0, "AutoTopic", -1, "", "x", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+    cr_assert_lt(ext_i64(&a, "queueId"), 4, "auto-created with min(d=4, TBW102's 8) queues");
+    answer_free(&a);
+    t0 = rmq_clock_mono_ns();
+    while (!route_has(2, "AutoTopic", RMQ_RESP_SUCCESS) &&
+           rmq_clock_mono_ns() - t0 < 5000000000ull) {
+        usleep(20000);
+    }
+    cr_assert(route_has(2, "AutoTopic", RMQ_RESP_SUCCESS));
+    /* the topic table, in the reference's wrapper form */
+    rmq_header_init(&h, RMQ_REQ_GET_ALL_TOPIC_CONFIG, RMQ_SER_JSON);
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    cr_assert(strstr(a.body, "\"AutoTopic\":{") != NULL && strstr(a.body, "dataVersion"), "%s",
+              a.body);
+    answer_free(&a);
+    /* system topics cannot be created or deleted; others can be deleted */
+    rmq_header_init(&h, RMQ_REQ_DELETE_TOPIC_IN_BROKER, RMQ_SER_JSON);
+    rmq_header_add(&h, "topic", "TBW102");
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    answer_free(&a);
+    rmq_header_init(&h, RMQ_REQ_DELETE_TOPIC_IN_BROKER, RMQ_SER_JSON);
+    rmq_header_add(&h, "topic", "AutoTopic");
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    answer_free(&a);
+    /* runtime info names the store's offsets and the ring's counters */
+    rmq_header_init(&h, RMQ_REQ_GET_BROKER_RUNTIME_INFO, RMQ_SER_JSON);
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    cr_assert(strstr(a.body, "\"commitLogMaxOffset\":\"") && strstr(a.body, "\"ioUringEnters\""),
+              "%s", a.body);
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok_at(&B);
+
+    /* autoCreateTopicEnable=false: unknown topics are refused with a reason */
+    broker_start(no_auto);
+    clients_to_broker();
+    send_one(0, "NotThere", 0, "", "x", &a);
+    cr_assert_eq(a.code, RMQ_RESP_TOPIC_NOT_EXIST);
+    cr_assert(strstr(a.remark, "NotThere") && strstr(a.remark, "autoCreateTopicEnable"), "%s",
+              a.remark);
+    answer_free(&a);
+    /* AutoTopic was deleted before the restart and stays deleted */
+    send_one(0, "AutoTopic", 0, "", "x", &a);
+    cr_assert_eq(a.code, RMQ_RESP_TOPIC_NOT_EXIST);
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+Test(broker, committed_offsets_are_persisted_periodically_and_survive_kill_9)
+{
+    static const char *const fast[] = {"--flushConsumerOffsetInterval=100", NULL};
+    int code;
+
+    broker_start(fast);
+    clients_to_broker();
+    create_topic(0, "PerTopic", 1);
+    commit(0, "CG_PER", "PerTopic", 0, 42);
+    usleep(400000);                 /* a few persist intervals */
+    clients_down();
+    cr_assert_eq(daemon_signal_wait(&B, SIGKILL), 128 + SIGKILL);
+    broker_start(fast);
+    clients_to_broker();
+    cr_assert_eq(query(0, "CG_PER", "PerTopic", 0, &code), 42);
+    clients_down();
+    daemon_stop_ok_at(&B);
 }

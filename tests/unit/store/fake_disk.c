@@ -15,6 +15,7 @@ struct fake_seg {
     uint64_t size;
     uint8_t *cache;
     uint8_t *durable;
+    bool mapped;                    /* a reader's view: remove keeps cache until unmap */
 };
 
 struct fake_write {
@@ -39,6 +40,8 @@ struct fake_disk {
     bool hold_syncs;
     uint64_t syncs;
     int prepare_err;                /* every prepare fails with this while set */
+    uint8_t *retired[FAKE_SEGS];    /* removed while mapped: freed by unmap */
+    uint32_t unmapped_retired;
     uint64_t space_total;
     uint64_t space_avail;
 };
@@ -232,6 +235,15 @@ f_remove(struct rmq_disk *base, int h, struct rmq_disk_req *req)
     struct fake_disk *d = (struct fake_disk *)base;
     struct fake_seg *seg = &d->segs[h];
 
+    if (seg->mapped) {
+        for (int i = 0; i < FAKE_SEGS; i++) {
+            if (d->retired[i] == NULL) {
+                d->retired[i] = seg->cache;
+                seg->cache = NULL;
+                break;
+            }
+        }
+    }
     free(seg->cache);
     free(seg->durable);
     memset(seg, 0, sizeof(*seg));
@@ -277,15 +289,29 @@ f_map(struct rmq_disk *base, int h, uint64_t size)
         errno = ENODEV;
         return NULL;
     }
+    d->segs[h].mapped = true;
     return d->segs[h].cache;
 }
 
 static void
 f_unmap(struct rmq_disk *base, const uint8_t *p, uint64_t size)
 {
-    (void)base;
-    (void)p;
+    struct fake_disk *d = (struct fake_disk *)base;
+
     (void)size;
+    for (int i = 0; i < FAKE_SEGS; i++) {
+        if (d->retired[i] == p) {
+            free(d->retired[i]);
+            d->retired[i] = NULL;
+            d->unmapped_retired++;
+        }
+    }
+}
+
+uint32_t
+fake_disk_unmapped_retired(const struct fake_disk *d)
+{
+    return d->unmapped_retired;
 }
 
 static const struct rmq_disk_ops fake_ops = {
@@ -324,6 +350,7 @@ fake_disk_destroy(struct fake_disk *d)
     for (int i = 0; i < FAKE_SEGS; i++) {
         free(d->segs[i].cache);
         free(d->segs[i].durable);
+        free(d->retired[i]);
     }
     free(d->unsynced);
     free(d);

@@ -33,5 +33,7 @@ void fake_disk_set_space(struct fake_disk *d, uint64_t total, uint64_t avail);
 /* Every segment preparation fails with err (0: works again). */
 void fake_disk_fail_prepare(struct fake_disk *d, int err);
 bool fake_disk_has_seg(const struct fake_disk *d, uint64_t start);
+/* Segments removed while a reader mapped them, whose memory unmap has since freed. */
+uint32_t fake_disk_unmapped_retired(const struct fake_disk *d);
 
 #endif

@@ -433,3 +433,61 @@ Test(cqueue, no_room_for_the_next_segment_refuses_then_resumes)
     cr_assert_eq(msgs[n].status, 0);
     verify_acked(n + 1);
 }
+
+static int arrivals;
+static int64_t arrival_max;
+
+static void
+count_arrival(void *ctx, const char *topic, uint32_t topic_len, int32_t queue_id, int64_t max,
+              int64_t tags_code)
+{
+    (void)ctx;
+    (void)topic;
+    (void)topic_len;
+    (void)tags_code;
+    if (queue_id == 0) {
+        arrivals++;
+        arrival_max = max;
+    }
+}
+
+Test(cqueue, views_read_records_in_place_and_outlive_retention_while_pinned)
+{
+    struct rmq_store_config cfg = {
+        .seg_size = 4096, .cq_entries = 10, .flush_type = RMQ_FLUSH_SYNC,
+        .file_reserved_ms = 1, .delete_hours_mask = 0xFFFFFF, .clean_interval_ms = 5,
+    };
+    struct rmq_seg_map *pin, *pin2;
+    struct rmq_record r;
+    const uint8_t *p, *p2;
+    uint64_t last_seg;
+
+    open_store(&cfg);
+    rmq_store_on_arrival(st, count_arrival, NULL);
+    append_n(0, 3, 0, 200);
+    cr_assert_eq(arrivals, 3, "one arrival per queue entry written");
+    cr_assert_eq(arrival_max, 3);
+    /* a view is the record itself, in place */
+    cr_assert_eq(rmq_store_view(st, (uint64_t)msgs[0].m.rec.phys_off, msgs[0].m.rec.total_size,
+                                &p, &pin), 0);
+    cr_assert_eq(rmq_record_decode(p, msgs[0].m.rec.total_size, true, &r, NULL),
+                 (int64_t)msgs[0].m.rec.total_size);
+    cr_assert_eq(memcmp(r.body, msgs[0].body, r.body_len), 0);
+    /* nothing past written, nothing across a segment end */
+    cr_assert_eq(rmq_store_view(st, rmq_store_written_off(st), 1, &p2, &pin2), -ERANGE);
+    cr_assert_eq(rmq_store_view(st, 4000, 200, &p2, &pin2), -ERANGE);
+    /* retention deletes the pinned segment: the view stays readable until unpinned */
+    append_n(3, 60, 0, 200);
+    last_seg = (uint64_t)msgs[62].m.rec.phys_off / 4096 * 4096;
+    for (int i = 0; i < 2000 && rmq_store_min_off(st) < last_seg; i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert_gt(rmq_store_min_off(st), 0, "segment 0 was not deleted");
+    cr_assert_not(fake_disk_has_seg(fd_, 0));
+    cr_assert_eq(fake_disk_unmapped_retired(fd_), 0, "unmapped while pinned");
+    cr_assert_eq(rmq_record_decode(p, msgs[0].m.rec.total_size, true, &r, NULL),
+                 (int64_t)msgs[0].m.rec.total_size, "a pinned view changed under its reader");
+    cr_assert_eq(rmq_store_view(st, 0, 4, &p2, &pin2), -ERANGE, "deleted range viewable");
+    rmq_store_unpin(st, pin);
+    cr_assert_eq(fake_disk_unmapped_retired(fd_), 1, "the last unpin unmaps");
+}
