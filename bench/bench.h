@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct rmq_bench_pct {
     double p50_us;
@@ -34,6 +35,20 @@ int rmq_bench_client_open(struct rmq_loop *loop, struct rmq_net_loop *nl, struct
 /* Stop the client, then tear down all three. */
 void rmq_bench_client_close(struct rmq_loop *loop, struct rmq_net_loop *nl,
                             struct rmq_client *cl);
+
+#define RMQ_BENCH_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* Blocking sockets (bench/sock.c): 0/-1, frame length or -1, fd or -1. */
+int rmq_bench_read_full(int fd, uint8_t *p, size_t len);
+int rmq_bench_write_full(int fd, const uint8_t *p, size_t len);
+ssize_t rmq_bench_read_frame(int fd, uint8_t *buf, size_t cap);
+int rmq_bench_tcp_connect(uint16_t port);
+/* The baseline server on 127.0.0.1: echo (reply_len 0) or a reply_len-byte frame (8..256). */
+void rmq_bench_pingpong_start(size_t reply_len);
+uint16_t rmq_bench_pingpong_port(void);
+void rmq_bench_pingpong_stop(void);
+
+int rmq_bench_broker(int argc, char **argv);
 
 /* Run the shell command fmt (one %s: arg); a failure is reported, not fatal. */
 void rmq_bench_sh(const char *fmt, const char *arg);

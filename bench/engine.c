@@ -28,127 +28,6 @@
 
 #define MAX_RUNS 32
 
-/* ---- blocking helpers ------------------------------------------------------------ */
-
-static int
-read_full(int fd, uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int
-write_full(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* One frame into buf (cap bytes); returns its length or -1. */
-static ssize_t
-read_frame(int fd, uint8_t *buf, size_t cap)
-{
-    uint32_t len;
-
-    if (read_full(fd, buf, 4) < 0) {
-        return -1;
-    }
-    len = rmq_get_be32(buf);
-    if (len + 4 > cap || read_full(fd, buf + 4, len) < 0) {
-        return -1;
-    }
-    return (ssize_t)len + 4;
-}
-
-static int
-tcp_connect(uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        close(fd);
-        return -1;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-/* ---- the baseline: a blocking echo server ------------------------------------------- */
-
-static struct {
-    int listen_fd;
-    uint16_t port;
-    pthread_t th;
-} pp;
-
-static void *
-pingpong_main(void *arg)
-{
-    uint8_t *buf = malloc(1 << 20);
-
-    (void)arg;
-    for (;;) {
-        int fd = accept(pp.listen_fd, NULL, NULL);
-        int one = 1;
-        ssize_t n;
-
-        if (fd < 0) {
-            break;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        while ((n = read_frame(fd, buf, 1 << 20)) > 0) {
-            if (write_full(fd, buf, (size_t)n) < 0) {
-                break;
-            }
-        }
-        close(fd);
-    }
-    free(buf);
-    return NULL;
-}
-
-static void
-pingpong_start(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t al = sizeof(a);
-
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    pp.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    bind(pp.listen_fd, (struct sockaddr *)&a, sizeof(a));
-    listen(pp.listen_fd, 16);
-    getsockname(pp.listen_fd, (struct sockaddr *)&a, &al);
-    pp.port = ntohs(a.sin_port);
-    pthread_create(&pp.th, NULL, pingpong_main, NULL);
-}
-
-static void
-pingpong_stop(void)
-{
-    shutdown(pp.listen_fd, SHUT_RDWR);
-    close(pp.listen_fd);
-    pthread_join(pp.th, NULL);
-}
-
 /* ---- the ringmq server on its own loop thread ---------------------------------------- */
 
 static struct {
@@ -257,7 +136,7 @@ static int
 blocking_run(uint16_t port, long n, int inflight, uint64_t *samples)
 {
     static uint8_t rbuf[1 << 20];
-    int fd = tcp_connect(port);
+    int fd = rmq_bench_tcp_connect(port);
 
     if (fd < 0) {
         return -1;
@@ -265,12 +144,12 @@ blocking_run(uint16_t port, long n, int inflight, uint64_t *samples)
     for (long i = 0; i < n; i += inflight) {
         uint64_t t0 = rmq_clock_mono_ns();
 
-        if (write_full(fd, req_wire, req_len * (size_t)inflight) < 0) {
+        if (rmq_bench_write_full(fd, req_wire, req_len * (size_t)inflight) < 0) {
             close(fd);
             return -1;
         }
         for (int k = 0; k < inflight; k++) {
-            if (read_frame(fd, rbuf, sizeof(rbuf)) < 0) {
+            if (rmq_bench_read_frame(fd, rbuf, sizeof(rbuf)) < 0) {
                 close(fd);
                 return -1;
             }
@@ -383,7 +262,7 @@ rmq_bench_engine(int argc, char **argv)
     }
     body_size = (size_t)size;
     build_request((size_t)size);
-    pingpong_start();
+    rmq_bench_pingpong_start(0);
     pthread_barrier_init(&es.ready, NULL, 2);
     pthread_create(&es.th, NULL, es_main, NULL);
     pthread_barrier_wait(&es.ready);
@@ -392,14 +271,14 @@ rmq_bench_engine(int argc, char **argv)
         return 1;
     }
     /* warm-up: page in code paths and buffers on all three paths */
-    blocking_run(pp.port, 2000, 1, NULL);
+    blocking_run(rmq_bench_pingpong_port(), 2000, 1, NULL);
     blocking_run(es.port, 2000, 1, NULL);
     engine_client_run(2000, 1, NULL);
 
     for (long r = 0; r < runs; r++) {
         uint64_t e0;
 
-        blocking_run(pp.port, n, 1, samples);
+        blocking_run(rmq_bench_pingpong_port(), n, 1, samples);
         rmq_bench_percentiles(samples, (size_t)n, &pct);
         pp50[r] = pct.p50_us;
         pp99[r] = pct.p99_us;
@@ -456,7 +335,7 @@ rmq_bench_engine(int argc, char **argv)
     es.stop_msg.fn = es_stop_fn;
     rmq_loop_post(&es.loop, &es.stop_msg);
     pthread_join(es.th, NULL);
-    pingpong_stop();
+    rmq_bench_pingpong_stop();
     free(samples);
     return ec.errors ? 1 : 0;
 }

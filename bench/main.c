@@ -26,7 +26,12 @@ usage(FILE *out)
             "          --runs=3 --log-mib=4096 --tail-mib=64 --dir=PATH (last)\n"
             "  namesrv GET_ROUTEINFO_BY_TOPIC req/s and p50/p99 with 10,000 topics registered,\n"
             "          64 in flight, beside the engine's floor (an unhandled code)\n"
-            "          --runs=5 --requests=200000 --inflight=64 --topics=10000\n");
+            "          --runs=5 --requests=200000 --inflight=64 --topics=10000\n"
+            "  broker  the rmq-broker daemon: sync send p50/p99/p999 beside a ping-pong\n"
+            "          baseline, pipelined sends (ASYNC_FLUSH, SYNC_FLUSH), pull MB/s,\n"
+            "          io_uring_enter calls per message\n"
+            "          --runs=3 --count=20000 --pipelined=200000 --inflight=64 --size=1024\n"
+            "          --dir=PATH (default /tmp/rmq-bench-broker; removed after)\n");
 }
 
 int
@@ -48,6 +53,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "namesrv") == 0) {
         return rmq_bench_namesrv(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "broker") == 0) {
+        return rmq_bench_broker(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "recovery") == 0) {
         return rmq_bench_recovery(argc - 1, argv + 1);
