@@ -7,8 +7,9 @@
  * as external segments. No record is re-encoded or copied in user space: the kernel
  * copies from the page cache into the socket. Adjacent records go out as one segment.
  * The mapping is pinned until the bytes are sent, so retention cannot unmap it early.
- * (A splice/sendfile path measured 35-45 % slower than this on loopback, DESIGN.md
- * §4.4; it is not built yet.)
+ * Responses of at least pullSpliceMinBytes go file -> pipe -> socket by splice
+ * instead (net/conn.h); off by default: on loopback the copy measured faster
+ * (rmq-bench broker --splice-min).
  *
  * Long polling: a pull that finds nothing (PULL_NOT_FOUND) with the SUSPEND flag is
  * parked under "topic@queueId" with a timer for its hold time. The store tells us of
@@ -191,6 +192,23 @@ tx_fill(struct rmq_pull_tx *tx, const struct rmq_store_range *ranges, uint32_t c
     return 0;
 }
 
+/* Large responses may go file -> pipe -> socket instead (pullSpliceMinBytes). */
+static void
+tx_use_splice(struct rmq_pull_tx *tx)
+{
+    for (uint32_t i = 0; i < tx->nsegs; i++) {
+        struct pull_seg *ps = &tx->segs[i];
+        uint64_t off;
+        int fd = rmq_store_view_file(ps->pin, ps->seg.data, &off);
+
+        if (fd >= 0) {
+            ps->seg.is_file = true;
+            ps->seg.file_fd = fd;
+            ps->seg.file_off = off;
+        }
+    }
+}
+
 /* ---- one pull ------------------------------------------------------------------------------ */
 
 static int32_t
@@ -255,6 +273,9 @@ pull_run(struct rmq_broker *b, struct rmq_conn *c, const struct rmq_header *req,
                           (int)a->topic_len, a->topic, a->queue_id,
                           tx == NULL ? "out of memory" : strerror(-ret));
         return RMQ_RESP_SYSTEM_ERROR;
+    }
+    if (b->cfg.pull_splice_min > 0 && r.bytes >= (uint64_t)b->cfg.pull_splice_min) {
+        tx_use_splice(tx);
     }
     for (uint32_t i = 0; i < tx->nsegs; i++) {
         segp[i] = &tx->segs[i].seg;

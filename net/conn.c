@@ -18,11 +18,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/be.h"
 #include "core/log.h"
@@ -183,6 +185,7 @@ rmq_bufref_release(const struct rmq_bufref *ref)
 static void recv_done(struct rmq_op *op, int32_t res, uint32_t flags);
 static void send_done(struct rmq_op *op, int32_t res, uint32_t flags);
 static void close_done(struct rmq_op *op, int32_t res, uint32_t flags);
+static void splice_done(struct rmq_op *op, int32_t res, uint32_t flags);
 static void flush_run(struct rmq_deferred *d);
 static void recv_arm(struct rmq_conn *c);
 
@@ -229,8 +232,10 @@ rmq_conn_open(struct rmq_conn *c, struct rmq_net_loop *nl, int fd,
     rmq_op_init(&c->recv_op, recv_done);
     rmq_op_init(&c->send_op, send_done);
     rmq_op_init(&c->close_op, close_done);
+    rmq_op_init(&c->splice_op, splice_done);
+    c->pipe_rd = c->pipe_wr = -1;
     /* Generation per incarnation: a completion meant for an earlier one is dropped. */
-    c->recv_op.gen = c->send_op.gen = c->close_op.gen = (uint16_t)gen;
+    c->recv_op.gen = c->send_op.gen = c->close_op.gen = c->splice_op.gen = (uint16_t)gen;
     rmq_list_init(&c->txq);
     rmq_list_init(&c->link);
     rmq_list_init(&c->flush.link);
@@ -275,8 +280,13 @@ maybe_finish_close(struct rmq_conn *c)
     struct rmq_link *n;
 
     if (c->state != RMQ_CONN_CLOSING || c->recv_op.in_flight || c->send_op.in_flight ||
-        c->close_op.in_flight) {
+        c->close_op.in_flight || c->splice_op.in_flight) {
         return;
+    }
+    if (c->pipe_rd >= 0) {
+        close(c->pipe_rd);          /* a pipe: closing never blocks */
+        close(c->pipe_wr);
+        c->pipe_rd = c->pipe_wr = -1;
     }
     if (c->fd >= 0) {
         struct io_uring_sqe *sqe = rmq_loop_sqe(nl->loop, &c->close_op);
@@ -323,6 +333,9 @@ rmq_conn_close(struct rmq_conn *c, int err)
     }
     if (c->send_op.in_flight) {
         rmq_loop_cancel(c->nl->loop, &c->send_op);
+    }
+    if (c->splice_op.in_flight) {
+        rmq_loop_cancel(c->nl->loop, &c->splice_op);
     }
     maybe_finish_close(c);
 }
@@ -659,6 +672,72 @@ waiting_kick(struct rmq_net_loop *nl)
 
 /* ---- send ---------------------------------------------------------------------------- */
 
+#define PIPE_BYTES (1u << 20)       /* asked for with F_SETPIPE_SZ; 64 KiB when refused */
+
+static int
+pipe_make(struct rmq_conn *c)
+{
+    int fds[2];
+
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    fcntl(fds[1], F_SETPIPE_SZ, (int)PIPE_BYTES);
+    c->pipe_rd = fds[0];
+    c->pipe_wr = fds[1];
+    return 0;
+}
+
+/* Splice the file segment's next part into the pipe, linked to a splice on to the
+ * socket; or drain what an earlier short socket splice left in the pipe. */
+static void
+splice_start(struct rmq_conn *c, struct rmq_out_seg *seg)
+{
+    struct rmq_loop *loop = c->nl->loop;
+    struct io_uring_sqe *sqe;
+    uint32_t len;
+
+    c->send_is_splice = true;
+    c->send_in_flight = true;
+    if (c->pipe_bytes > 0) {
+        sqe = rmq_loop_sqe(loop, &c->send_op);
+        io_uring_prep_splice(sqe, c->pipe_rd, -1, c->fd, -1, c->pipe_bytes, SPLICE_F_MOVE);
+        rmq_loop_commit(loop, &c->send_op, sqe);
+        return;
+    }
+    len = RMQ_MIN(seg->len - seg->sent, PIPE_BYTES);
+    sqe = rmq_loop_sqe(loop, &c->splice_op);
+    io_uring_prep_splice(sqe, seg->file_fd, (int64_t)(seg->file_off + seg->sent), c->pipe_wr, -1,
+                         len, SPLICE_F_MOVE);
+    sqe->flags |= IOSQE_IO_LINK;
+    rmq_loop_commit(loop, &c->splice_op, sqe);
+    sqe = rmq_loop_sqe(loop, &c->send_op);
+    io_uring_prep_splice(sqe, c->pipe_rd, -1, c->fd, -1, len, SPLICE_F_MOVE);
+    rmq_loop_commit(loop, &c->send_op, sqe);
+    c->nl->stats.splices++;
+}
+
+static void
+splice_done(struct rmq_op *op, int32_t res, uint32_t flags)
+{
+    struct rmq_conn *c = rmq_container_of(op, struct rmq_conn, splice_op);
+
+    (void)flags;
+    if (res > 0) {
+        c->pipe_bytes += (uint32_t)res;
+    } else if (c->state == RMQ_CONN_OPEN) {
+        /* the linked socket splice fails too (or would wait on an empty pipe): give up */
+        c->splice_err = res < 0 ? res : -EIO;
+        RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "net: file splice failed peer=%s err=%s, closing",
+                   c->peer_str, strerror(-c->splice_err));
+        rmq_conn_close(c, c->splice_err);
+        return;
+    }
+    if (c->state != RMQ_CONN_OPEN) {
+        maybe_finish_close(c);
+    }
+}
+
 static void
 send_start(struct rmq_conn *c)
 {
@@ -666,11 +745,24 @@ send_start(struct rmq_conn *c)
     struct rmq_link *n;
     uint32_t cnt = 0;
 
+    c->send_is_splice = false;
     for (n = c->txq.next; n != &c->txq && cnt < RMQ_CONN_IOV_MAX; n = n->next) {
         struct rmq_out_seg *seg = rmq_container_of(n, struct rmq_out_seg, link);
 
         if (seg->len == seg->sent) {
             continue;
+        }
+        if (seg->is_file && c->pipe_rd < 0 && pipe_make(c) < 0) {
+            seg->is_file = false;   /* no pipe (fd limit): send the mapped bytes instead */
+            RMQ_LOG_RL(RMQ_LOG_WARN, 60000, "net: no pipe for splicing peer=%s err=%s, "
+                       "copying instead", c->peer_str, strerror(errno));
+        }
+        if (seg->is_file || c->pipe_bytes > 0) {
+            if (cnt == 0) {
+                splice_start(c, seg);
+                return;
+            }
+            break;                  /* send what precedes it first */
         }
         c->iov[cnt].iov_base = (void *)(uintptr_t)(seg->data + seg->sent);
         c->iov[cnt].iov_len = seg->len - seg->sent;
@@ -742,6 +834,16 @@ send_done(struct rmq_op *op, int32_t res, uint32_t flags)
                    c->peer_str, strerror(-res));
         rmq_conn_close(c, res);
         return;
+    }
+    if (c->send_is_splice) {
+        if (res == 0) {
+            /* nothing moved from a pipe we filled: never spin on it */
+            RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "net: socket splice moved nothing peer=%s, closing",
+                       c->peer_str);
+            rmq_conn_close(c, -EIO);
+            return;
+        }
+        c->pipe_bytes -= RMQ_MIN((uint32_t)res, c->pipe_bytes);
     }
     c->nl->stats.bytes_out += (uint64_t)res;
     tx_advance(c, (uint32_t)res);

@@ -55,13 +55,21 @@ struct rmq_bufref {
 int rmq_bufref_acquire(const struct rmq_bufref *ref);
 void rmq_bufref_release(const struct rmq_bufref *ref);
 
-/* An output segment. Chunks are segments too; external ones are the caller's. */
+/*
+ * An output segment. Chunks are segments too; external ones are the caller's. A file
+ * segment (is_file) goes file -> pipe -> socket by two linked IORING_OP_SPLICEs through
+ * the connection's pipe, without passing through user space; its data pointer (the
+ * same bytes, mapped) is used instead if the pipe cannot be made.
+ */
 struct rmq_out_seg {
     struct rmq_link link;
     const uint8_t *data;            /* borrowed until release */
     uint32_t len;
     uint32_t sent;
     void (*release)(struct rmq_out_seg *seg);   /* called once, after sent or dropped */
+    bool is_file;
+    int file_fd;                    /* borrowed until release */
+    uint64_t file_off;
 };
 
 struct rmq_net_config {
@@ -82,6 +90,7 @@ struct rmq_net_stats {
     uint64_t pauses;                /* connections paused by backpressure */
     uint64_t proto_errors;          /* connections closed for a bad frame */
     uint64_t recv_nobufs;           /* recv stopped because the buffer ring was empty */
+    uint64_t splices;               /* file -> socket transfers through a pipe */
 };
 
 struct rmq_tx_chunk;
@@ -132,8 +141,14 @@ struct rmq_conn {
     int close_err;
 
     struct rmq_op recv_op;
-    struct rmq_op send_op;
+    struct rmq_op send_op;          /* send, sendmsg, or the pipe -> socket splice */
     struct rmq_op close_op;
+    struct rmq_op splice_op;        /* file -> pipe, linked before send_op */
+    int pipe_rd;                    /* made on the first file segment; -1 until then */
+    int pipe_wr;
+    uint32_t pipe_bytes;            /* spliced into the pipe, not yet to the socket */
+    bool send_is_splice;
+    int splice_err;
 
     /* receive buffers taken but not yet fully dispatched, linked through bufs.next */
     int32_t pend_head;

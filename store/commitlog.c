@@ -1178,6 +1178,16 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     return 0;
 }
 
+static void
+map_free(struct rmq_store *s, struct rmq_seg_map *m)
+{
+    s->disk->ops->unmap(s->disk, m->base, m->size);
+    if (m->fd >= 0) {
+        close(m->fd);
+    }
+    free(m);
+}
+
 void
 rmq_store_destroy(struct rmq_store *s)
 {
@@ -1198,8 +1208,7 @@ rmq_store_destroy(struct rmq_store *s)
         /* a reader still pinning here at destroy is a caller bug: say so, free anyway */
         RMQ_WARN("store: segment mapping still pinned at destroy pins=%u", m->pins);
         s->retired_maps = m->next_retired;
-        s->disk->ops->unmap(s->disk, m->base, m->size);
-        free(m);
+        map_free(s, m);
     }
     if (s->next_handle >= 0) {
         s->disk->ops->close(s->disk, s->next_handle);
@@ -1280,8 +1289,7 @@ rmq_store__seg_map_drop(struct rmq_store *s, struct rmq_store_seg *seg)
         s->retired_maps = m;
         return;
     }
-    s->disk->ops->unmap(s->disk, m->base, m->size);
-    free(m);
+    map_free(s, m);
 }
 
 int
@@ -1316,6 +1324,7 @@ rmq_store_view(struct rmq_store *s, uint64_t phys, uint32_t len, const uint8_t *
             free(m);
             return err;
         }
+        m->fd = s->disk->ops->file_fd != NULL ? s->disk->ops->file_fd(s->disk, seg->handle) : -1;
         seg->map = m;
     }
     m->pins++;
@@ -1336,8 +1345,14 @@ rmq_store_unpin(struct rmq_store *s, struct rmq_seg_map *m)
             break;
         }
     }
-    s->disk->ops->unmap(s->disk, m->base, m->size);
-    free(m);
+    map_free(s, m);
+}
+
+int
+rmq_store_view_file(const struct rmq_seg_map *pin, const uint8_t *data, uint64_t *file_off)
+{
+    *file_off = (uint64_t)(data - pin->base);
+    return pin->fd;
 }
 
 void

@@ -54,6 +54,9 @@ struct rmq_disk_ops {
      * errno set on failure; unmap takes it back. Mappings outlive close and remove. */
     const uint8_t *(*map)(struct rmq_disk *d, int h, uint64_t size);
     void (*unmap)(struct rmq_disk *d, const uint8_t *p, uint64_t size);
+    /* A read-only descriptor of the segment for splicing (the caller closes it), or -1
+     * (optional op: NULL means none). */
+    int (*file_fd)(struct rmq_disk *d, int h);
     /* Size and free bytes of the segments' filesystem (statfs: no I/O). */
     int (*space)(struct rmq_disk *d, uint64_t *total, uint64_t *avail);
 };

@@ -398,6 +398,14 @@ u_unmap(struct rmq_disk *base, const uint8_t *p, uint64_t size)
 }
 
 static int
+u_file_fd(struct rmq_disk *base, int h)
+{
+    struct udisk *d = (struct udisk *)base;
+
+    return fcntl(d->segs[h].fd, F_DUPFD_CLOEXEC, 0);
+}
+
+static int
 u_space(struct rmq_disk *base, uint64_t *total, uint64_t *avail)
 {
     struct udisk *d = (struct udisk *)base;
@@ -423,6 +431,7 @@ static const struct rmq_disk_ops uring_ops = {
     .remove = u_remove,
     .map = u_map,
     .unmap = u_unmap,
+    .file_fd = u_file_fd,
     .space = u_space,
 };
 

@@ -156,6 +156,9 @@ ssize_t rmq_store_read(struct rmq_store *s, uint64_t phys_off, void *buf, size_t
 int rmq_store_view(struct rmq_store *s, uint64_t phys, uint32_t len, const uint8_t **data,
                    struct rmq_seg_map **pin);
 void rmq_store_unpin(struct rmq_store *s, struct rmq_seg_map *pin);
+/* The segment file behind a view, for splicing: a descriptor valid while pinned (or
+ * -1 when the disk has none) and the view's offset in it. */
+int rmq_store_view_file(const struct rmq_seg_map *pin, const uint8_t *data, uint64_t *file_off);
 
 /* Be told of every consume queue entry written (long polling). One hook; NULL clears. */
 void rmq_store_on_arrival(struct rmq_store *s, rmq_store_arrival_fn fn, void *ctx);

@@ -32,6 +32,7 @@ struct rmq_store_batch {
 struct rmq_seg_map {
     const uint8_t *base;
     uint64_t size;
+    int fd;                         /* own descriptor for splicing, or -1 */
     uint32_t pins;
     bool retired;
     struct rmq_seg_map *next_retired;

@@ -366,12 +366,36 @@ check_record(const struct rmq_record *r, void *arg)
     x->seen++;
 }
 
-Test(broker, hundred_thousand_messages_sent_and_pulled_back_exactly_once_in_order)
+/* A GET_BROKER_RUNTIME_INFO value as a number. */
+static long long
+runtime_value(int ci, const char *key)
+{
+    struct rmq_header h;
+    struct answer a;
+    cJSON *j;
+    const char *v;
+    long long n;
+
+    rmq_header_init(&h, RMQ_REQ_GET_BROKER_RUNTIME_INFO, RMQ_SER_JSON);
+    call(ci, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    j = rmq_json_parse(a.body, a.body_len);
+    cr_assert_not_null(j);
+    v = rmq_json_get_str(cJSON_GetObjectItem(j, "table"), key);
+    cr_assert_not_null(v, "no %s in %s", key, a.body);
+    n = atoll(v);
+    cJSON_Delete(j);
+    answer_free(&a);
+    return n;
+}
+
+static void
+bulk_round_trip(const char *const *extra, bool splice)
 {
     struct answer a;
     uint64_t total = 0;
 
-    broker_start(NULL);
+    broker_start(extra);
     clients_to_broker();
     create_topic(0, "BulkTopic", BULK_QUEUES);
     bulk_reset();
@@ -404,9 +428,26 @@ Test(broker, hundred_thousand_messages_sent_and_pulled_back_exactly_once_in_orde
         total += x.seen;
     }
     cr_assert_eq(total, BULK_COUNT);
+    if (splice) {
+        cr_assert_gt(runtime_value(0, "pullSplices"), 3000, "pulls did not go through splice");
+    } else {
+        cr_assert_eq(runtime_value(0, "pullSplices"), 0);
+    }
     bulk_free();
     clients_down();
     daemon_stop_ok_at(&B);
+}
+
+Test(broker, hundred_thousand_messages_sent_and_pulled_back_exactly_once_in_order)
+{
+    bulk_round_trip(NULL, false);          /* pulls sent from the mapped segments */
+}
+
+Test(broker, the_same_through_the_splice_path)
+{
+    static const char *const splice[] = {"--pullSpliceMinBytes=1", NULL};
+
+    bulk_round_trip(splice, true);        /* every pull file -> pipe -> socket */
 }
 
 /* ---- tag filtering ---------------------------------------------------------------------------- */
