@@ -114,6 +114,7 @@ struct rmq_namesrv_peer {
     struct rmq_client client;
     struct rmq_call call;
     bool call_pending;
+    bool again;                             /* topics changed while a call was pending */
     bool registered;                        /* last registration succeeded */
     bool initialized;
 };

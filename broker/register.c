@@ -127,6 +127,9 @@ register_done(struct rmq_call *call, int err, struct rmq_frame *resp)
         }
         p->registered = true;
         b->stats.registrations++;
+        if (p->again && !b->stopping) {
+            register_peer(b, p);
+        }
         return;
     }
     b->stats.registration_failures++;
@@ -160,9 +163,14 @@ register_peer(struct rmq_broker *b, struct rmq_namesrv_peer *p)
     size_t len;
     int ret;
 
-    if (p->call_pending || !rmq_client_is_connected(&p->client)) {
+    if (p->call_pending) {
+        p->again = true;            /* the answer sends this newer table */
+        return;
+    }
+    if (!rmq_client_is_connected(&p->client)) {
         return;                     /* connecting: peer_state registers once connected */
     }
+    p->again = false;
     rmq_jw_reset(&b->out, RMQ_JSON_FASTJSON);
     rmq_jw_obj_begin(&b->out);
     rmq_jw_key(&b->out, "filterServerList");
