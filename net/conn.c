@@ -74,6 +74,7 @@ chunk_get(struct rmq_net_loop *nl)
     ch->seg.len = 0;
     ch->seg.sent = 0;
     ch->seg.release = chunk_release;
+    ch->seg.is_file = false;
     rmq_list_init(&ch->seg.link);
     return ch;
 }
