@@ -434,7 +434,12 @@ offsets_fire(struct rmq_timer *t)
 {
     struct rmq_broker *b = rmq_container_of(t, struct rmq_broker, offsets_timer);
     int ret = rmq_offsets_persist(&b->offsets);
+    int dret = rmq_broker__delay_persist(b);
 
+    if (dret < 0) {
+        RMQ_LOG_RL(RMQ_LOG_ERROR, 60000, "broker: delayOffset.json not written err=%s, retrying",
+                   strerror(-dret));
+    }
     if (ret < 0) {
         RMQ_LOG_RL(RMQ_LOG_ERROR, 60000, "broker: consumer offsets not persisted err=%s, "
                    "retrying in %lld ms", strerror(-ret), (long long)b->cfg.flush_offset_interval_ms);
@@ -507,7 +512,7 @@ open_store(struct rmq_broker *b)
         return ret;
     }
     rmq_store_on_arrival(b->store, rmq_broker__pull_arrival, b);
-    return 0;
+    return rmq_broker__delay_init(b);
 }
 
 static int
@@ -615,6 +620,7 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     rmq_broker__pull_install(b);
     rmq_broker__clients_install(b);
     rmq_broker__admin_install(b);
+    rmq_broker__delay_install(b);
 
     if (b->cfg.standalone) {
         scfg = (struct rmq_server_config){
@@ -642,6 +648,7 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     rmq_timer_arm(b->loop, &b->register_timer, (uint64_t)b->cfg.register_interval_ms * 1000000u,
                   register_fire);
     rmq_broker__register_all(b);
+    rmq_broker__delay_start(b);
     RMQ_INFO("broker: serving name=%s id=%lld cluster=%s addr=%s flushDiskType=%s%s",
              b->cfg.broker_name, (long long)b->cfg.broker_id, b->cfg.cluster, b->addr,
              b->cfg.store.flushDiskType ? "SYNC_FLUSH" : "ASYNC_FLUSH",
@@ -655,6 +662,7 @@ fail_srv:
     *out = b;
     return ret;
 fail_store:
+    rmq_broker__delay_fini(b);
     rmq_store_close_wait(b->store, 10ull * 1000000000u);
     rmq_store_destroy(b->store);
     rmq_disk_uring_destroy(b->disk);
@@ -759,6 +767,11 @@ stop_step(struct rmq_broker *b)
             RMQ_ERROR("broker: consumer offsets not persisted at stop err=%s", strerror(-ret));
             b->stop_err = ret;
         }
+        ret = rmq_broker__delay_persist(b);
+        if (ret < 0) {
+            RMQ_ERROR("broker: delayOffset.json not written at stop err=%s", strerror(-ret));
+            b->stop_err = ret;
+        }
         rmq_store_close(b->store, store_closed, b);
         return;
     case 6:
@@ -793,6 +806,7 @@ rmq_broker_stop(struct rmq_broker *b, void (*done)(void *arg, int err), void *ar
     if (b->srv_up) {
         rmq_server_stop_accepting(&b->srv);
     }
+    rmq_broker__delay_stop(b);
     rmq_broker__pull_release_all(b);
     if (b->store == NULL) {
         b->stop_stage = 6;
@@ -813,6 +827,7 @@ rmq_broker_destroy(struct rmq_broker *b)
     rmq_broker__clients_fini(b);
     rmq_broker__pull_fini(b);
     rmq_broker__send_fini(b);
+    rmq_broker__delay_fini(b);
     if (b->ns != NULL) {
         rmq_namesrv_destroy(b->ns);
     }

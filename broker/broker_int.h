@@ -133,6 +133,7 @@ struct rmq_broker_stats {
 };
 
 struct rmq_send_ctx;
+struct rmq_sched_level;
 
 struct rmq_broker {
     struct rmq_broker_config cfg;
@@ -164,6 +165,10 @@ struct rmq_broker {
     struct rmq_pull_tx *pull_free;          /* reusable pull responses */
     uint32_t pull_free_count;
     uint32_t pulls_in_flight;               /* responses whose bytes are still queued */
+
+    struct rmq_sched_level *levels;         /* owned: one scheduler per delay level */
+    uint32_t delay_level_count;
+    bool delay_dirty;                       /* delayOffset.json behind */
 
     struct rmq_namesrv_peer peers[RMQ_BROKER_NAMESRV_MAX];
     uint32_t peer_count;
@@ -244,6 +249,23 @@ int rmq_broker__parse_tags(const char *expr, size_t len, int32_t *codes, uint32_
                            bool *all);
 
 void rmq_broker__admin_install(struct rmq_broker *b);
+
+/* Delay levels, send-back, DLQ (schedule.c). */
+int rmq_broker__delay_init(struct rmq_broker *b);
+void rmq_broker__delay_install(struct rmq_broker *b);
+void rmq_broker__delay_start(struct rmq_broker *b);
+void rmq_broker__delay_stop(struct rmq_broker *b);
+void rmq_broker__delay_fini(struct rmq_broker *b);
+/* Write delayOffset.json if progress moved: 0 or -errno (stays dirty). */
+int rmq_broker__delay_persist(struct rmq_broker *b);
+/* A schedule queue got an entry: wake its level when idle. */
+void rmq_broker__delay_arrival(struct rmq_broker *b, int32_t queue_id, int64_t tags_code);
+/* The DELAY level in props (clamped to the configured levels), 0 for none. */
+int32_t rmq_broker__delay_level(const struct rmq_broker *b, const char *props, size_t len);
+/* props without REAL_TOPIC/REAL_QID, then those two for (topic, queue_id); dst must hold
+ * len + 160 bytes. Returns the length. */
+size_t rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *topic,
+                               int32_t queue_id);
 
 int rmq_broker__register_init(struct rmq_broker *b);
 void rmq_broker__register_all(struct rmq_broker *b);

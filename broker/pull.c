@@ -410,6 +410,11 @@ rmq_broker__pull_arrival(void *ctx, const char *topic, uint32_t topic_len, int32
     struct rmq_link *n;
     struct rmq_link *next;
 
+    if (topic_len == sizeof(RMQ_SCHEDULE_TOPIC) - 1 &&
+        memcmp(topic, RMQ_SCHEDULE_TOPIC, topic_len) == 0) {
+        rmq_broker__delay_arrival(b, queue_id, tags_code);
+        return;
+    }
     if (b->parked_count == 0) {
         return;
     }

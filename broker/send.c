@@ -490,7 +490,7 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     struct rmq_send_ctx *x;
     char topic[RMQ_TOPIC_NAME_MAX + 1];
     const char *why = NULL;
-    int32_t queue_id;
+    int32_t queue_id, level, tx;
     int ret;
 
     b->stats.put_bytes += req->body_len;
@@ -567,7 +567,37 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     x->m.rec.body_len = req->body_len;
     x->m.rec.props = f.props.ptr;
     x->m.rec.props_len = (uint16_t)f.props.len;
-    if (x->bid < 0 && (req->body_len > 0 || f.props.len > 0)) {
+    level = rmq_broker__delay_level(b, f.props.ptr, f.props.len);
+    tx = f.sysflag & RMQ_SYSFLAG_TX_MASK;
+    if (level > 0 && (tx == 0 || tx == RMQ_SYSFLAG_TX_COMMIT) &&
+        strcmp(x->topic, RMQ_SCHEDULE_TOPIC) != 0) {
+        /* delayed: stored for SCHEDULE_TOPIC_XXXX queue level-1 until due (schedule.c) */
+        size_t body_copy = x->bid < 0 ? req->body_len : 0;
+        uint8_t *dst = malloc(body_copy + f.props.len + 2 * RMQ_TOPIC_NAME_MAX);
+        size_t n;
+
+        if (dst == NULL) {
+            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
+            ctx_put(x);
+            return;
+        }
+        x->owned = dst;
+        if (body_copy > 0) {
+            x->m.rec.body = keep(&dst, req->body, req->body_len);
+        }
+        n = rmq_broker__delay_props((char *)dst, f.props.ptr, f.props.len, x->topic, queue_id);
+        if (n > RMQ_RECORD_PROPS_MAX) {
+            rmq_broker__reply(c, &req->h, RMQ_RESP_MESSAGE_ILLEGAL,
+                              "the delayed message's properties would exceed 32767 bytes");
+            ctx_put(x);
+            return;
+        }
+        x->m.rec.props = (const char *)dst;
+        x->m.rec.props_len = (uint16_t)n;
+        x->m.rec.topic = RMQ_SCHEDULE_TOPIC;
+        x->m.rec.topic_len = sizeof(RMQ_SCHEDULE_TOPIC) - 1;
+        x->m.rec.queue_id = level - 1;
+    } else if (x->bid < 0 && (req->body_len > 0 || f.props.len > 0)) {
         uint8_t *dst = malloc((size_t)req->body_len + f.props.len);
 
         if (dst == NULL) {

@@ -51,13 +51,37 @@ takes_queue_offset(int32_t sysflag)
     return tx != RMQ_SYSFLAG_TX_PREPARED && tx != RMQ_SYSFLAG_TX_ROLLBACK;
 }
 
-/* Consume queue tag code: the TAGS property's Java hash, 0 without one (STORE.md §7.1). */
+/* A delayed record's delivery time: its store time plus its level's delay. */
 static int64_t
-record_tags_code(const struct rmq_record *r)
+delivery_time(const struct rmq_store *s, const struct rmq_record *r, const char *lv, size_t len)
+{
+    long level = 0;
+
+    for (size_t i = 0; i < len && i < 4 && lv[i] >= '0' && lv[i] <= '9'; i++) {
+        level = level * 10 + (lv[i] - '0');
+    }
+    if (level < 1) {
+        level = 1;
+    }
+    if ((uint32_t)level > s->cfg.delay_level_count) {
+        level = (long)s->cfg.delay_level_count;
+    }
+    return r->store_ts + s->cfg.delay_levels_ms[level - 1];
+}
+
+/* Consume queue tag code (STORE.md §7): the TAGS property's Java hash, 0 without one;
+ * for SCHEDULE_TOPIC_XXXX the delivery time, so recovery rebuilds it the same way. */
+static int64_t
+record_tags_code(const struct rmq_store *s, const struct rmq_record *r)
 {
     const char *tag;
     size_t len;
 
+    if (r->topic_len == sizeof(RMQ_SCHEDULE_TOPIC) - 1 &&
+        memcmp(r->topic, RMQ_SCHEDULE_TOPIC, r->topic_len) == 0 &&
+        rmq_props_get(r->props, r->props_len, "DELAY", &tag, &len)) {
+        return delivery_time(s, r, tag, len);
+    }
     if (!rmq_props_get(r->props, r->props_len, "TAGS", &tag, &len) || len == 0) {
         return 0;
     }
@@ -352,7 +376,7 @@ place_pending(struct rmq_store *s)
             d->queue_off = r->queue_off;
             d->phys = (uint64_t)r->phys_off;
             d->size = size;
-            d->tags_code = record_tags_code(r);
+            d->tags_code = record_tags_code(s, r);
             d->store_ts = r->store_ts;
         }
         b->last_ts = r->store_ts;
@@ -829,7 +853,7 @@ scan_segment(struct rmq_store *s, int i, uint64_t pos, uint8_t *buf, size_t buf_
                          q->topic, (int)q->queue_id, (long long)q->next);
             }
             ret = rmq_cq_put(s, q, r.queue_off, (uint64_t)r.phys_off, (uint32_t)n,
-                             record_tags_code(&r));
+                             record_tags_code(s, &r));
             if (ret < 0) {
                 RMQ_ERROR("store: recovery: writing consume queue %s/%d failed err=%s",
                           q->topic, (int)q->queue_id, strerror(-ret));
@@ -1097,6 +1121,11 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     s->loop = loop;
     s->disk = disk;
     s->cfg = *cfg;
+    if (s->cfg.delay_level_count == 0) {
+        s->cfg.delay_level_count = (uint32_t)rmq_store_parse_delay_levels(
+            "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h", s->cfg.delay_levels_ms,
+            RMQ_DELAY_LEVELS_MAX);
+    }
     s->cp_fd = -1;
     config_defaults(&s->cfg);
     s->next_handle = -1;

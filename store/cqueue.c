@@ -1050,6 +1050,20 @@ rmq_store_queue_max(const struct rmq_store *s, const char *topic, uint32_t topic
     return q != NULL ? q->max : 0;
 }
 
+int
+rmq_store_queue_entry(const struct rmq_store *s, const char *topic, uint32_t topic_len,
+                      int32_t queue_id, int64_t qoff, struct rmq_cq_entry *out)
+{
+    const struct rmq_cq *q = rmq_cq_find(s, topic, topic_len, queue_id);
+    const uint8_t *e;
+
+    if (q == NULL || qoff < q->min || qoff >= q->max || (e = rmq_cq_entry(s, q, qoff)) == NULL) {
+        return -ENOENT;
+    }
+    rmq_cq_entry_decode(e, out);
+    return 0;
+}
+
 /* Store time of the record entry qoff points at, or -1 when it is not readable. */
 static int64_t
 entry_store_ts(struct rmq_store *s, const struct rmq_cq *q, int64_t qoff)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -49,6 +50,9 @@ const struct rmq_config_key rmq_store_option_keys[] = {
      10, 99, NULL, "percent of the disk in use at which unexpired segments are deleted too"},
     {"cleanResourceInterval", RMQ_CONFIG_I64, OPT(cleanResourceInterval), 0, "10000", 10,
      3600000, NULL, "ms between disk space and retention checks"},
+    {"messageDelayLevel", RMQ_CONFIG_STR, OPT(messageDelayLevel), 512,
+     "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h", 0, 0, NULL,
+     "delay of each level (DELAY=1 is the first), units ms s m h d"},
 };
 
 const size_t rmq_store_option_key_count =
@@ -81,10 +85,57 @@ rmq_store_delete_when_mask(const char *s)
 }
 
 int
+rmq_store_parse_delay_levels(const char *text, int64_t *ms, uint32_t max)
+{
+    uint32_t n = 0;
+    const char *p = text;
+
+    while (*p != '\0') {
+        char *end;
+        long long v;
+        int64_t unit;
+
+        while (*p == ' ') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        v = strtoll(p, &end, 10);
+        if (end == p || v <= 0 || n == max) {
+            return -EINVAL;
+        }
+        p = end;
+        if (p[0] == 'm' && p[1] == 's') {
+            unit = 1;
+            p += 2;
+        } else if (*p == 's' || *p == 'm' || *p == 'h' || *p == 'd') {
+            unit = *p == 's' ? 1000 : *p == 'm' ? 60000 : *p == 'h' ? 3600000 : 86400000;
+            p++;
+        } else {
+            return -EINVAL;
+        }
+        if (*p != ' ' && *p != '\0') {
+            return -EINVAL;
+        }
+        ms[n++] = (int64_t)v * unit;
+    }
+    return n > 0 ? (int)n : -EINVAL;
+}
+
+int
 rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_config *out)
 {
     int64_t mask = rmq_store_delete_when_mask(o->deleteWhen);
+    int levels = rmq_store_parse_delay_levels(o->messageDelayLevel, out->delay_levels_ms,
+                                              RMQ_DELAY_LEVELS_MAX);
 
+    if (levels < 0) {
+        RMQ_ERROR("config: messageDelayLevel=\"%s\" is not a list of delays like \"1s 5s 2m 1h\" "
+                  "(units ms s m h d, at most %d)", o->messageDelayLevel, RMQ_DELAY_LEVELS_MAX);
+        return -EINVAL;
+    }
+    out->delay_level_count = (uint32_t)levels;
     if (mask < 0) {
         RMQ_ERROR("config: deleteWhen=\"%s\" is not hours 00-23 separated by ';' (e.g. 04 or "
                   "01;04)", o->deleteWhen);

@@ -31,6 +31,7 @@ struct rmq_store_options {
     int64_t diskSpaceWarningLevelRatio;             /* percent */
     int64_t diskSpaceCleanForciblyRatio;            /* percent */
     int64_t cleanResourceInterval;
+    char messageDelayLevel[512];
 };
 
 extern const struct rmq_config_key rmq_store_option_keys[];

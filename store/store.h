@@ -38,6 +38,9 @@
 #include "store/disk.h"
 #include "store/record.h"
 
+#define RMQ_DELAY_LEVELS_MAX 64
+#define RMQ_SCHEDULE_TOPIC "SCHEDULE_TOPIC_XXXX"
+
 enum rmq_flush_type {
     RMQ_FLUSH_ASYNC = 0,            /* ASYNC_FLUSH */
     RMQ_FLUSH_SYNC = 1,             /* SYNC_FLUSH */
@@ -60,6 +63,10 @@ struct rmq_store_config {
     uint32_t disk_refuse_ratio;     /* diskSpaceWarningLevelRatio, percent: refuse appends */
     uint32_t disk_force_ratio;      /* diskSpaceCleanForciblyRatio, percent: delete unexpired */
     uint32_t clean_interval_ms;     /* cleanResourceInterval: retention check; 10000 */
+    /* messageDelayLevel in ms: a SCHEDULE_TOPIC_XXXX record's consume queue tag code is
+     * its delivery time, store time + delay_levels_ms[DELAY - 1] (STORE.md §7.2) */
+    int64_t delay_levels_ms[RMQ_DELAY_LEVELS_MAX];
+    uint32_t delay_level_count;     /* 0: the reference's 18 defaults */
 };
 
 struct rmq_store;
@@ -206,6 +213,16 @@ void rmq_store_get(const struct rmq_store *s, const char *topic, uint32_t topic_
                    int32_t queue_id, int64_t offset, uint32_t max_msgs, const int32_t *codes,
                    uint32_t code_count, struct rmq_store_range *ranges,
                    struct rmq_get_result *out);
+
+/* Entry qoff of (topic, queue_id): 0, or -ENOENT when not readable (unknown queue,
+ * outside [min, max), or its file gone). Delay scheduling reads delivery times here. */
+int rmq_store_queue_entry(const struct rmq_store *s, const char *topic, uint32_t topic_len,
+                          int32_t queue_id, int64_t qoff, struct rmq_cq_entry *out);
+
+/* messageDelayLevel text ("1s 5s 10s 30s 1m ... 2h"; units ms s m h d) into ms per level.
+ * The level count, or -EINVAL when a level is malformed or there are more than
+ * RMQ_DELAY_LEVELS_MAX. */
+int rmq_store_parse_delay_levels(const char *text, int64_t *ms, uint32_t max);
 
 /* First queue offset still readable, or -1 for an unknown queue. */
 int64_t rmq_store_queue_min(const struct rmq_store *s, const char *topic, uint32_t topic_len,

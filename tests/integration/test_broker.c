@@ -1372,3 +1372,235 @@ Test(broker, committed_offsets_are_persisted_periodically_and_survive_kill_9)
     clients_down();
     daemon_stop_ok_at(&B);
 }
+
+/* ---- delay levels, send-back, dead letters ---------------------------------------------------- */
+
+struct delivered {
+    char body[64];
+    int64_t reconsume;
+    bool has_delay;
+    char real_topic[64];
+    char retry_topic[64];
+    bool has_origin;
+    int64_t phys;
+};
+
+static void
+record_delivered(const struct rmq_record *r, void *arg)
+{
+    struct delivered *d = arg;
+    const char *v;
+    size_t vl;
+
+    snprintf(d->body, sizeof(d->body), "%.*s", (int)RMQ_MIN(r->body_len, 63u),
+             (const char *)r->body);
+    d->reconsume = r->reconsume_times;
+    d->has_delay = rmq_props_get(r->props, r->props_len, "DELAY", &v, &vl);
+    d->real_topic[0] = d->retry_topic[0] = '\0';
+    if (rmq_props_get(r->props, r->props_len, "REAL_TOPIC", &v, &vl)) {
+        snprintf(d->real_topic, sizeof(d->real_topic), "%.*s", (int)vl, v);
+    }
+    if (rmq_props_get(r->props, r->props_len, "RETRY_TOPIC", &v, &vl)) {
+        snprintf(d->retry_topic, sizeof(d->retry_topic), "%.*s", (int)vl, v);
+    }
+    d->has_origin = rmq_props_get(r->props, r->props_len, "ORIGIN_MESSAGE_ID", &v, &vl);
+    d->phys = r->phys_off;
+}
+
+/* Long-poll (topic, queue) at offset until one record arrives; ms waited. */
+static uint64_t
+await_one(const char *topic, int q, int64_t offset, struct delivered *d)
+{
+    struct pull_req p = {"CG_WAIT", topic, q, offset, 1, 2 | 4, 20000, "*"};
+    uint64_t t0 = rmq_clock_mono_ns();
+    struct answer a;
+
+    for (;;) {
+        pull(1, &p, &a);
+        if (a.code == RMQ_RESP_SUCCESS) {
+            cr_assert_eq(each_record(&a, record_delivered, d), 1);
+            answer_free(&a);
+            return (rmq_clock_mono_ns() - t0) / 1000000u;
+        }
+        cr_assert(a.code == RMQ_RESP_PULL_NOT_FOUND, "pull %s: %d %s", topic, a.code, a.remark);
+        answer_free(&a);
+        cr_assert_lt(rmq_clock_mono_ns() - t0, 60000000000ull, "nothing arrived in %s", topic);
+    }
+}
+
+Test(broker, delay_levels_deliver_no_earlier_than_their_delay)
+{
+    static const char *const levels[] = {"--messageDelayLevel=1s 5s 2s", NULL};
+    struct answer a;
+    struct delivered d;
+    char props[64];
+    uint64_t waited;
+
+    broker_start(levels);
+    clients_to_broker();
+    create_topic(0, "DelayTopic", 2);
+    for (int level = 1; level <= 3; level += 2) {
+        int q = level == 1 ? 0 : 1;
+
+        snprintf(props, sizeof(props), "TAGS%cT%cDELAY%c%d%c", 1, 2, 1, level, 2);
+        send_one(0, "DelayTopic", q, props, level == 1 ? "one second" : "two seconds", &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+        answer_free(&a);
+        waited = await_one("DelayTopic", q, 0, &d);
+        cr_log_info("level %d delivered after %llu ms", level, (unsigned long long)waited);
+        cr_assert_geq(waited, level == 1 ? 990u : 1990u, "level %d arrived after %llu ms", level,
+                      (unsigned long long)waited);
+        cr_assert_lt(waited, level == 1 ? 3000u : 4000u);
+        cr_assert_str_eq(d.body, level == 1 ? "one second" : "two seconds");
+        cr_assert_not(d.has_delay, "a delivered message must not carry DELAY (no second delay)");
+        cr_assert_str_eq(d.real_topic, "DelayTopic");
+    }
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+static int
+count_bodies(const char *topic, int queues, char seen[][16], int max)
+{
+    int n = 0;
+
+    for (int q = 0; q < queues; q++) {
+        struct pull_req p = {"CG_COUNT", topic, q, 0, 32, 4, 0, "*"};
+        struct answer a;
+
+        for (;;) {
+            struct delivered d;
+            uint32_t off;
+
+            pull(1, &p, &a);
+            if (a.code != RMQ_RESP_SUCCESS) {
+                answer_free(&a);
+                break;
+            }
+            for (off = 0; off < a.body_len;) {
+                struct rmq_record r;
+                int64_t size = rmq_record_decode((const uint8_t *)a.body + off, a.body_len - off,
+                                                 true, &r, NULL);
+
+                cr_assert_gt(size, 0);
+                record_delivered(&r, &d);
+                cr_assert_lt(n, max);
+                snprintf(seen[n++], 16, "%.15s", d.body);
+                off += (uint32_t)size;
+            }
+            p.offset = ext_i64(&a, "nextBeginOffset");
+            answer_free(&a);
+        }
+    }
+    return n;
+}
+
+Test(broker, a_restart_in_the_middle_of_a_delay_delivers_each_message_once)
+{
+    static const char *const levels[] = {"--messageDelayLevel=1s 3s", NULL};
+    static char seen[200][16];
+    struct answer a;
+    char props[64];
+    char body[16];
+    int n;
+
+    broker_start(levels);
+    clients_to_broker();
+    create_topic(0, "DelayRestart", 1);
+    for (int i = 0; i < 40; i++) {
+        snprintf(props, sizeof(props), "DELAY%c%d%c", 1, i % 2 ? 2 : 1, 2);
+        snprintf(body, sizeof(body), "m%02d", i);
+        send_one(0, "DelayRestart", 0, props, body, &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+        answer_free(&a);
+    }
+    usleep(1600000);                /* level 1 delivered, level 2 still pending */
+    clients_down();
+    daemon_stop_ok_at(&B);
+    broker_start(levels);
+    clients_to_broker();
+    usleep(3000000);
+    n = count_bodies("DelayRestart", 1, seen, 200);
+    cr_assert_eq(n, 40, "%d deliveries of 40 delayed messages", n);
+    for (int i = 0; i < n; i++) {
+        for (int j = i + 1; j < n; j++) {
+            cr_assert_str_neq(seen[i], seen[j], "delivered twice: %s", seen[i]);
+        }
+    }
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+static void
+send_back(int ci, int64_t phys, const char *group, int max_reconsume, struct answer *a)
+{
+    struct rmq_header h;
+
+    rmq_header_init(&h, RMQ_REQ_CONSUMER_SEND_MSG_BACK, RMQ_SER_JSON);
+    h.version = 121;
+    rmq_header_add_i64(&h, "offset", phys);
+    rmq_header_add(&h, "group", group);
+    rmq_header_add_i64(&h, "delayLevel", 0);
+    rmq_header_add_i64(&h, "maxReconsumeTimes", max_reconsume);
+    call(ci, &h, NULL, a);
+}
+
+Test(broker, sent_back_messages_return_through_the_retry_topic_then_go_to_the_dlq)
+{
+    static const char *const levels[] = {"--messageDelayLevel=100ms 100ms 100ms 100ms 100ms 100ms",
+                                         NULL};
+    struct answer a;
+    struct delivered d;
+    int64_t phys;
+
+    broker_start(levels);
+    clients_to_broker();
+    create_topic(0, "BackTopic", 1);
+    send_one(0, "BackTopic", 0, "", "fails", &a);
+    answer_free(&a);
+    await_one("BackTopic", 0, 0, &d);
+    phys = d.phys;
+    for (int round = 1; round <= 2; round++) {
+        send_back(0, phys, "CG_BACK", 2, &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+        answer_free(&a);
+        await_one("%RETRY%CG_BACK", 0, round - 1, &d);
+        cr_assert_str_eq(d.body, "fails");
+        cr_assert_eq(d.reconsume, round);
+        cr_assert_str_eq(d.retry_topic, "BackTopic");
+        cr_assert(d.has_origin, "ORIGIN_MESSAGE_ID set");
+        phys = d.phys;
+    }
+    /* consumed twice already: the third failure goes to the dead-letter queue */
+    send_back(0, phys, "CG_BACK", 2, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+    answer_free(&a);
+    {
+        struct rmq_header h;
+        struct pull_req p = {"CG_DLQ", "%DLQ%CG_BACK", 0, 0, 32, 4, 0, "*"};
+
+        rmq_header_init(&h, RMQ_REQ_GET_MAX_OFFSET, RMQ_SER_JSON);
+        rmq_header_add(&h, "topic", "%DLQ%CG_BACK");
+        rmq_header_add_i64(&h, "queueId", 0);
+        for (int i = 0; i < 100; i++) {
+            call(0, &h, NULL, &a);
+            if (ext_i64(&a, "offset") == 1) {
+                break;
+            }
+            answer_free(&a);
+            usleep(10000);
+        }
+        cr_assert_eq(ext_i64(&a, "offset"), 1, "the DLQ holds the message");
+        answer_free(&a);
+        pull(1, &p, &a);
+        cr_assert_eq(a.code, RMQ_RESP_NO_PERMISSION, "a DLQ is write-only, as RocketMQ makes it");
+        answer_free(&a);
+    }
+    /* a bad offset is refused with the reason */
+    send_back(0, 123456789, "CG_BACK", 2, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR);
+    cr_assert(strstr(a.remark, "look message by offset failed") != NULL, "%s", a.remark);
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}

@@ -1,0 +1,596 @@
+/*
+ * Delay levels, consume retry and the dead-letter queue (spec/STORE.md §7.2,
+ * REMOTING.md §12.11).
+ *
+ * A message with DELAY=<level> is stored under SCHEDULE_TOPIC_XXXX, queue level-1,
+ * with REAL_TOPIC and REAL_QID added; the store makes its consume queue tag code the
+ * delivery time. One scheduler per level walks its queue in order: entries come due
+ * in the order they were written (a level has one delay), so a level needs a single
+ * timer, armed for its next entry's delivery time. A due record is appended again to
+ * its real topic and queue, its body read straight from the mapped segment (no copy),
+ * DELAY removed from its properties. A level's progress moves only once a batch's
+ * re-appends are all stored, and is persisted in config/delayOffset.json (written when
+ * it changed, with the consumer offsets, and at shutdown), so a graceful restart
+ * delivers each message once; after kill -9 at most the last unpersisted batch again.
+ *
+ * CONSUMER_SEND_MSG_BACK puts a consumer's failed message into %RETRY%<group> through
+ * the same delay levels (3 + reconsumeTimes unless the client names one), or into
+ * %DLQ%<group> once it was consumed maxReconsumeTimes times.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/broker_int.h"
+#include "core/be.h"
+#include "core/clock.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define DELAY_BATCH 32
+#define RETRY_PAUSE_MS 1000
+#define DEFAULT_MAX_RECONSUME 16
+#define DELAY_FILE_MAX (1u << 20)
+
+struct rmq_sched_level {
+    struct rmq_broker *b;
+    int32_t level;                  /* 1-based */
+    int64_t offset;                 /* next schedule queue entry to deliver */
+    int64_t batch_end;              /* offset once the batch in flight is stored */
+    uint32_t inflight;
+    bool failed;
+    struct rmq_timer timer;
+};
+
+/* One re-append: a due delayed message, or a consumer's message sent back. */
+struct repost {
+    struct rmq_store_msg m;
+    struct rmq_broker *b;
+    struct rmq_seg_map *pin;        /* the source record's mapping, for the body */
+    char topic[RMQ_TOPIC_NAME_MAX + 1];
+    struct rmq_sched_level *lv;     /* scheduler re-append, or NULL */
+    struct rmq_conn_handle conn;    /* send-back: who to answer */
+    struct rmq_saved_req req;
+    char props[];                   /* the new property string */
+};
+
+static uint64_t
+now_ms(void)
+{
+    return rmq_clock_wall_ms();
+}
+
+/* ---- properties --------------------------------------------------------------------------- */
+
+static bool
+name_is(const char *p, size_t n, const char *const *names)
+{
+    for (; *names != NULL; names++) {
+        if (strlen(*names) == n && memcmp(p, *names, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Copy src's pairs except those named in skip; returns bytes written (each pair ends in
+ * 0x02). dst must hold len + 1 bytes. */
+static size_t
+props_copy_without(char *dst, const char *src, size_t len, const char *const *skip)
+{
+    size_t out = 0;
+
+    for (size_t i = 0; i < len;) {
+        const char *pair = src + i;
+        const char *end = memchr(pair, RMQ_PROP_SEP, len - i);
+        size_t plen = end != NULL ? (size_t)(end - pair) : len - i;
+        const char *eq = memchr(pair, RMQ_PROP_NAME_SEP, plen);
+
+        if (plen > 0 && (eq == NULL || !name_is(pair, (size_t)(eq - pair), skip))) {
+            memcpy(dst + out, pair, plen);
+            out += plen;
+            dst[out++] = RMQ_PROP_SEP;
+        }
+        i += plen + 1;
+    }
+    return out;
+}
+
+static size_t
+props_add(char *dst, const char *name, const char *val, size_t val_len)
+{
+    size_t n = strlen(name);
+
+    memcpy(dst, name, n);
+    dst[n] = RMQ_PROP_NAME_SEP;
+    memcpy(dst + n + 1, val, val_len);
+    dst[n + 1 + val_len] = RMQ_PROP_SEP;
+    return n + val_len + 2;
+}
+
+size_t
+rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *topic,
+                        int32_t queue_id)
+{
+    static const char *const skip[] = {"REAL_TOPIC", "REAL_QID", NULL};
+    char qid[16];
+    size_t n = props_copy_without(dst, props, len, skip);
+
+    n += props_add(dst + n, "REAL_TOPIC", topic, strlen(topic));
+    snprintf(qid, sizeof(qid), "%d", (int)queue_id);
+    n += props_add(dst + n, "REAL_QID", qid, strlen(qid));
+    return n;
+}
+
+int32_t
+rmq_broker__delay_level(const struct rmq_broker *b, const char *props, size_t len)
+{
+    const char *v;
+    size_t vl;
+    long level = 0;
+
+    if (!rmq_props_get(props, len, "DELAY", &v, &vl)) {
+        return 0;
+    }
+    for (size_t i = 0; i < vl && i < 6; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            return 0;
+        }
+        level = level * 10 + (v[i] - '0');
+    }
+    return (int32_t)RMQ_MIN(level, (long)b->delay_level_count);
+}
+
+/* ---- delayOffset.json ---------------------------------------------------------------------- */
+
+static void
+delay_path(const struct rmq_broker *b, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/config/delayOffset.json", b->cfg.store.storePathRootDir);
+}
+
+int
+rmq_broker__delay_persist(struct rmq_broker *b)
+{
+    char path[RMQ_STORE_PATH_MAX + 64];
+    const char *text;
+    size_t len;
+    int ret;
+
+    if (!b->delay_dirty) {
+        return 0;
+    }
+    rmq_jw_reset(&b->out, RMQ_JSON_FASTJSON);
+    rmq_jw_obj_begin(&b->out);
+    rmq_jw_key(&b->out, "offsetTable");
+    rmq_jw_obj_begin(&b->out);
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        rmq_jw_key_i64(&b->out, b->levels[i].level);
+        rmq_jw_i64(&b->out, b->levels[i].offset);
+    }
+    rmq_jw_obj_end(&b->out);
+    rmq_jw_obj_end(&b->out);
+    ret = rmq_jw_finish(&b->out, &text, &len);
+    if (ret == 0) {
+        delay_path(b, path, sizeof(path));
+        ret = rmq_file_replace(path, text, len);
+    }
+    if (ret == 0) {
+        b->delay_dirty = false;
+    }
+    return ret;
+}
+
+static int
+delay_load(struct rmq_broker *b)
+{
+    char path[RMQ_STORE_PATH_MAX + 64];
+    char *text = NULL;
+    size_t len = 0;
+    const cJSON *table;
+    cJSON *root;
+    int ret;
+
+    delay_path(b, path, sizeof(path));
+    ret = rmq_file_read_all(path, DELAY_FILE_MAX, &text, &len);
+    if (ret == -ENOENT) {
+        return 0;
+    }
+    if (ret < 0) {
+        RMQ_ERROR("broker: %s not read err=%s", path, strerror(-ret));
+        return ret;
+    }
+    root = rmq_json_parse(text, len);
+    table = root != NULL ? cJSON_GetObjectItemCaseSensitive(root, "offsetTable") : NULL;
+    if (table == NULL || !cJSON_IsObject(table)) {
+        RMQ_ERROR("broker: %s is not {\"offsetTable\":{level:offset}}; fix or remove it", path);
+        cJSON_Delete(root);
+        free(text);
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "%d", (int)b->levels[i].level);
+        b->levels[i].offset = RMQ_MAX(rmq_json_get_i64(table, key, 0), 0);
+    }
+    cJSON_Delete(root);
+    free(text);
+    return 0;
+}
+
+/* ---- the scheduler ---------------------------------------------------------------------------- */
+
+static void level_run(struct rmq_sched_level *lv);
+
+static void
+level_timer(struct rmq_timer *t)
+{
+    level_run(rmq_container_of(t, struct rmq_sched_level, timer));
+}
+
+static void
+level_arm(struct rmq_sched_level *lv, uint64_t delay_ms)
+{
+    struct rmq_broker *b = lv->b;
+
+    if (!b->stopping) {
+        rmq_timer_cancel(b->loop, &lv->timer);
+        rmq_timer_arm(b->loop, &lv->timer, delay_ms * 1000000u, level_timer);
+    }
+}
+
+static void
+repost_free(struct repost *r)
+{
+    struct rmq_broker *b = r->b;
+
+    if (r->pin != NULL) {
+        rmq_store_unpin(b->store, r->pin);
+    }
+    b->sends_in_flight--;
+    free(r);
+}
+
+/* A re-append of a due message completed. */
+static void
+sched_done(struct rmq_store_msg *m, int status)
+{
+    struct repost *r = rmq_container_of(m, struct repost, m);
+    struct rmq_sched_level *lv = r->lv;
+
+    if (status != 0 && status != -ETIMEDOUT) {
+        lv->failed = true;
+        RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "broker: delayed message not delivered to %s level=%d "
+                   "err=%s, retrying in %d ms", r->topic, (int)lv->level, strerror(-status),
+                   RETRY_PAUSE_MS);
+    }
+    repost_free(r);
+    if (--lv->inflight > 0) {
+        return;
+    }
+    if (lv->failed) {
+        lv->failed = false;
+        level_arm(lv, RETRY_PAUSE_MS);
+        return;
+    }
+    lv->offset = lv->batch_end;
+    lv->b->delay_dirty = true;
+    level_run(lv);
+}
+
+/* Build the re-append of the delayed record at (phys, size). 0, or -errno to skip it. */
+static int
+sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
+{
+    static const char *const skip[] = {"DELAY", NULL};
+    struct rmq_broker *b = lv->b;
+    struct rmq_seg_map *pin;
+    struct rmq_record rec;
+    const uint8_t *p;
+    const char *rt, *rq;
+    size_t rtl, rql;
+    struct repost *r;
+    int ret = rmq_store_view(b->store, (uint64_t)e->phys_off, (uint32_t)e->size, &p, &pin);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (rmq_record_decode(p, (size_t)e->size, false, &rec, NULL) != e->size ||
+        !rmq_props_get(rec.props, rec.props_len, "REAL_TOPIC", &rt, &rtl) ||
+        !rmq_props_get(rec.props, rec.props_len, "REAL_QID", &rq, &rql) ||
+        !rmq_topic_name_valid(rt, rtl)) {
+        rmq_store_unpin(b->store, pin);
+        return -EBADMSG;
+    }
+    r = malloc(sizeof(*r) + rec.props_len + 1);
+    if (r == NULL) {
+        rmq_store_unpin(b->store, pin);
+        return -ENOMEM;
+    }
+    memset(r, 0, sizeof(*r));
+    r->b = b;
+    r->pin = pin;
+    r->lv = lv;
+    memcpy(r->topic, rt, rtl);
+    r->topic[rtl] = '\0';
+    r->m.rec = rec;
+    r->m.rec.topic = r->topic;
+    r->m.rec.topic_len = (uint8_t)rtl;
+    r->m.rec.queue_id = (int32_t)strtol(rq, NULL, 10);  /* props end at a 0x02: stops there */
+    r->m.rec.props = r->props;
+    r->m.rec.props_len = (uint16_t)props_copy_without(r->props, rec.props, rec.props_len, skip);
+    r->m.rec.sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
+    memcpy(r->m.rec.store_ip, b->store_ip, 4);
+    r->m.rec.store_port = (int32_t)b->srv.port;
+    r->m.done = sched_done;
+    b->sends_in_flight++;
+    rmq_store_append(b->store, &r->m);
+    return 0;
+}
+
+static void
+level_run(struct rmq_sched_level *lv)
+{
+    struct rmq_broker *b = lv->b;
+    uint64_t now = now_ms();
+    uint32_t n = 0;
+    int64_t q = lv->offset;
+    int64_t min;
+
+    if (lv->inflight > 0 || b->stopping) {
+        return;
+    }
+    min = rmq_store_queue_min(b->store, RMQ_SCHEDULE_TOPIC, sizeof(RMQ_SCHEDULE_TOPIC) - 1,
+                              lv->level - 1);
+    if (min > q) {
+        q = min;                    /* retention removed entries never delivered */
+    }
+    for (; n < DELAY_BATCH; q++) {
+        struct rmq_cq_entry e;
+
+        if (rmq_store_queue_entry(b->store, RMQ_SCHEDULE_TOPIC, sizeof(RMQ_SCHEDULE_TOPIC) - 1,
+                                  lv->level - 1, q, &e) < 0) {
+            break;                  /* nothing more: the arrival hook wakes us */
+        }
+        if ((uint64_t)e.tags_code > now) {
+            level_arm(lv, (uint64_t)e.tags_code - now);
+            break;
+        }
+        if (sched_repost(lv, &e) < 0) {
+            RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "broker: delayed message at schedule queue %d "
+                       "offset %lld unreadable or without REAL_TOPIC/REAL_QID, skipped",
+                       (int)lv->level - 1, (long long)q);
+            continue;
+        }
+        n++;
+    }
+    if (n == 0) {
+        if (q != lv->offset) {
+            lv->offset = q;
+            b->delay_dirty = true;
+        }
+        return;
+    }
+    lv->inflight = n;
+    lv->batch_end = q;
+}
+
+void
+rmq_broker__delay_arrival(struct rmq_broker *b, int32_t queue_id, int64_t tags_code)
+{
+    struct rmq_sched_level *lv;
+    uint64_t now = now_ms();
+
+    if (queue_id < 0 || (uint32_t)queue_id >= b->delay_level_count) {
+        return;
+    }
+    lv = &b->levels[queue_id];
+    if (lv->inflight > 0 || rmq_timer_is_armed(&lv->timer)) {
+        return;                     /* the running batch or the armed timer gets to it */
+    }
+    level_arm(lv, (uint64_t)tags_code > now ? (uint64_t)tags_code - now : 0);
+}
+
+int
+rmq_broker__delay_init(struct rmq_broker *b)
+{
+    int64_t ms[RMQ_DELAY_LEVELS_MAX];
+    int n = rmq_store_parse_delay_levels(b->cfg.store.messageDelayLevel, ms, RMQ_DELAY_LEVELS_MAX);
+
+    if (n < 0) {
+        return n;
+    }
+    b->levels = calloc((size_t)n, sizeof(*b->levels));
+    if (b->levels == NULL) {
+        return -ENOMEM;
+    }
+    b->delay_level_count = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        b->levels[i].b = b;
+        b->levels[i].level = i + 1;
+    }
+    return delay_load(b);
+}
+
+void
+rmq_broker__delay_start(struct rmq_broker *b)
+{
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        level_arm(&b->levels[i], 0);        /* a backlog from before a restart */
+    }
+}
+
+void
+rmq_broker__delay_stop(struct rmq_broker *b)
+{
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        rmq_timer_cancel(b->loop, &b->levels[i].timer);
+    }
+}
+
+void
+rmq_broker__delay_fini(struct rmq_broker *b)
+{
+    if (b->levels != NULL) {
+        rmq_broker__delay_stop(b);
+    }
+    free(b->levels);
+    b->levels = NULL;
+}
+
+/* ---- CONSUMER_SEND_MSG_BACK --------------------------------------------------------------------- */
+
+static void
+sendback_done(struct rmq_store_msg *m, int status)
+{
+    struct repost *r = rmq_container_of(m, struct repost, m);
+    struct rmq_conn *c = rmq_conn_from_handle(r->conn);
+
+    if (c != NULL) {
+        struct rmq_header req;
+
+        rmq_broker__restore_req(&req, &r->req);
+        if (status == 0 || status == -ETIMEDOUT) {
+            rmq_broker__reply_ok(c, &req, NULL, 0);
+        } else {
+            rmq_broker__reply(c, &req, RMQ_RESP_SYSTEM_ERROR, "message not stored in %s: %s",
+                              r->topic, strerror(-status));
+        }
+    }
+    repost_free(r);
+}
+
+static void
+h_sendback(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, void *ctx)
+{
+    static const char *const skip[] = {"DELAY", "REAL_TOPIC", "REAL_QID", "WAIT", NULL};
+    struct rmq_broker *b = ctx;
+    char group[RMQ_GROUP_NAME_MAX + 1];
+    char retry[RMQ_TOPIC_NAME_MAX + 1];
+    char dlq[RMQ_TOPIC_NAME_MAX + 1];
+    char origin[33];
+    char level_s[16];
+    int64_t off;
+    int32_t delay_level = 0, max_reconsume = DEFAULT_MAX_RECONSUME;
+    struct rmq_seg_map *pin;
+    struct rmq_record rec;
+    const uint8_t *p;
+    const char *v;
+    size_t vl, n;
+    struct repost *r;
+    bool to_dlq;
+    int32_t level;
+
+    (void)ref;
+    if (!rmq_broker__need_i64(c, req, "offset", &off) ||
+        !rmq_broker__need_str(c, req, "group", group, sizeof(group)) ||
+        !rmq_broker__need_i32(c, req, "delayLevel", &delay_level)) {
+        return;
+    }
+    if (!rmq_group_name_valid(group, strlen(group))) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_SUBSCRIPTION_GROUP_NOT_EXIST,
+                          "subscription group not exist, %s", group);
+        return;
+    }
+    if (!(b->cfg.broker_permission & RMQ_PERM_WRITE) || b->cfg.broker_role == RMQ_ROLE_SLAVE) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_NO_PERMISSION,
+                          "the broker[%s] sending message is forbidden", b->cfg.broker_name);
+        return;
+    }
+    if (req->h.version >= 121) {
+        rmq_header_get_i32(&req->h, "maxReconsumeTimes", &max_reconsume);
+    }
+    snprintf(retry, sizeof(retry), "%%RETRY%%%.*s", RMQ_TOPIC_NAME_MAX - 7, group);
+    snprintf(dlq, sizeof(dlq), "%%DLQ%%%.*s", RMQ_TOPIC_NAME_MAX - 5, group);
+    if (strlen(retry) != strlen(group) + 7 ||
+        rmq_broker__topic_ensure(b, retry, 1, RMQ_PERM_READ | RMQ_PERM_WRITE) < 0) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "topic[%s] not exist", retry);
+        return;
+    }
+    if (off < 0 || rmq_store_view(b->store, (uint64_t)off, 4, &p, &pin) < 0) {
+        goto not_found;
+    }
+    n = rmq_get_be32(p);
+    rmq_store_unpin(b->store, pin);
+    if (n < RMQ_RECORD_MIN_SIZE || rmq_store_view(b->store, (uint64_t)off, (uint32_t)n, &p, &pin) < 0) {
+        goto not_found;
+    }
+    if (rmq_record_decode(p, n, false, &rec, NULL) != (int64_t)n) {
+        rmq_store_unpin(b->store, pin);
+        goto not_found;
+    }
+    to_dlq = rec.reconsume_times >= max_reconsume || delay_level < 0;
+    level = delay_level > 0 ? delay_level : 3 + rec.reconsume_times;
+    level = RMQ_MIN(level, (int32_t)b->delay_level_count);
+    if (to_dlq && rmq_broker__topic_ensure(b, dlq, 1, RMQ_PERM_WRITE) < 0) {
+        rmq_store_unpin(b->store, pin);
+        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "topic[%s] not exist", dlq);
+        return;
+    }
+    /* old properties + RETRY_TOPIC + ORIGIN_MESSAGE_ID (+ DELAY, REAL_TOPIC, REAL_QID) */
+    r = malloc(sizeof(*r) + rec.props_len + 2 * RMQ_TOPIC_NAME_MAX + 128);
+    if (r == NULL) {
+        rmq_store_unpin(b->store, pin);
+        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
+        return;
+    }
+    memset(r, 0, sizeof(*r));
+    r->b = b;
+    r->pin = pin;
+    r->conn = rmq_conn_handle(c);
+    rmq_broker__save_req(&r->req, &req->h);
+    snprintf(r->topic, sizeof(r->topic), "%s", to_dlq ? dlq : retry);
+    n = props_copy_without(r->props, rec.props, rec.props_len, skip);
+    if (!rmq_props_get(rec.props, rec.props_len, "RETRY_TOPIC", &v, &vl)) {
+        n += props_add(r->props + n, "RETRY_TOPIC", rec.topic, rec.topic_len);
+    }
+    if (!rmq_props_get(rec.props, rec.props_len, "ORIGIN_MESSAGE_ID", &v, &vl)) {
+        rmq_msg_offset_id(origin, rec.store_ip, rec.store_port, rec.phys_off);
+        n += props_add(r->props + n, "ORIGIN_MESSAGE_ID", origin, 32);
+    }
+    r->m.rec = rec;
+    r->m.rec.reconsume_times = rec.reconsume_times + 1;
+    r->m.rec.sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
+    memcpy(r->m.rec.store_ip, b->store_ip, 4);
+    r->m.rec.store_port = (int32_t)b->srv.port;
+    if (to_dlq) {
+        r->m.rec.topic = r->topic;
+        r->m.rec.queue_id = 0;
+    } else {
+        /* through the delay levels: stored for SCHEDULE_TOPIC_XXXX, re-put when due */
+        snprintf(level_s, sizeof(level_s), "%d", (int)level);
+        n += props_add(r->props + n, "DELAY", level_s, strlen(level_s));
+        n += props_add(r->props + n, "REAL_TOPIC", r->topic, strlen(r->topic));
+        n += props_add(r->props + n, "REAL_QID", "0", 1);
+        r->m.rec.topic = RMQ_SCHEDULE_TOPIC;
+        r->m.rec.queue_id = level - 1;
+    }
+    r->m.rec.topic_len = (uint8_t)strlen(r->m.rec.topic);
+    if (n > RMQ_RECORD_PROPS_MAX) {
+        rmq_store_unpin(b->store, pin);
+        free(r);
+        rmq_broker__reply(c, &req->h, RMQ_RESP_MESSAGE_ILLEGAL,
+                          "the sent-back message's properties would exceed 32767 bytes");
+        return;
+    }
+    r->m.rec.props = r->props;
+    r->m.rec.props_len = (uint16_t)n;
+    r->m.done = sendback_done;
+    b->sends_in_flight++;
+    RMQ_DEBUG("broker: message sent back group=%s offset=%lld to=%s reconsume=%d", group,
+              (long long)off, r->topic, (int)r->m.rec.reconsume_times);
+    rmq_store_append(b->store, &r->m);
+    return;
+not_found:
+    rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "look message by offset failed, %lld",
+                      (long long)off);
+}
+
+void
+rmq_broker__delay_install(struct rmq_broker *b)
+{
+    rmq_server_handle(&b->srv, RMQ_REQ_CONSUMER_SEND_MSG_BACK, h_sendback, b);
+}
