@@ -6,7 +6,10 @@
  *               p50/p99/p999, beside the ping-pong baseline (same request bytes to a
  *               blocking server answering a 16-byte frame) measured in the same run
  *   pipelined   msgs/s with --inflight sends in flight on one connection
- *   pull        MB/s reading everything back, one pull per queue in flight
+ *   pull        MB/s reading everything back, one pull per queue in flight (by copy from
+ *               the mapped segment, and by splice on a broker holding the same messages)
+ *   pending     the pipelined ASYNC sends again with --delayed messages waiting at the
+ *               longest delay level (2 h): do pending delayed messages slow sends?
  * and the broker's own io_uring_enter count per message for each phase (from
  * GET_BROKER_RUNTIME_INFO before and after). Medians over --runs.
  */
@@ -208,6 +211,7 @@ create_topic(void)
 /* ---- requests --------------------------------------------------------------------------------- */
 
 static uint8_t body[1 << 20];
+static const char *send_props = "TAGS\001bench\002";
 
 static void
 send_header(struct rmq_header *h, int queue)
@@ -221,7 +225,7 @@ send_header(struct rmq_header *h, int queue)
     rmq_header_add_i64(h, "f", 0);
     rmq_header_add_i64(h, "g", 1700000000000);
     rmq_header_add_i64(h, "h", 0);
-    rmq_header_add(h, "i", "TAGS\001bench\002");
+    rmq_header_add(h, "i", send_props);
 }
 
 /* One SEND at a time over a blocking socket (port: broker or baseline); RTT samples. */
@@ -407,6 +411,7 @@ struct run_figures {
     double pull_enters;
     double splice_mbs;
     double splice_enters;
+    double pending_rate;            /* pipelined ASYNC sends with --delayed messages pending */
 };
 
 static double
@@ -429,6 +434,7 @@ rmq_bench_broker(int argc, char **argv)
     long count = rmq_bench_arg_long(argc, argv, "count", 20000);
     long pipe_count = rmq_bench_arg_long(argc, argv, "pipelined", 200000);
     int inflight = (int)rmq_bench_arg_long(argc, argv, "inflight", 64);
+    long delayed = rmq_bench_arg_long(argc, argv, "delayed", 100000);
     size_t size = (size_t)rmq_bench_arg_long(argc, argv, "size", 1024);
     const char *dir = "/tmp/rmq-bench-broker";
     static struct run_figures fig[MAX_RUNS];
@@ -481,6 +487,13 @@ rmq_bench_broker(int argc, char **argv)
                 f->pull_mbs = pull_all();
                 e1 = broker_enters();
                 f->pull_enters = R.msgs > 0 ? (double)(e1 - e0) / (double)R.msgs : 0;
+                if (delayed > 0) {
+                    /* park messages at the longest delay level, then the same sends again */
+                    send_props = "TAGS\001bench\002DELAY\00118\002";
+                    pipelined_sends(delayed, inflight, size);
+                    send_props = "TAGS\001bench\002";
+                    f->pending_rate = pipelined_sends(pipe_count, inflight, size);
+                }
             }
             rmq_bench_client_close(&CL.loop, &CL.nl, &CL.cl);
             broker_stop();
@@ -523,6 +536,10 @@ rmq_bench_broker(int argc, char **argv)
            MED(pipe_rate[0]), MED(pipe_enters[0]));
     printf("%-44s %12.0f msg/s %8.3f enters/msg\n", "pipelined sends, SYNC_FLUSH",
            MED(pipe_rate[1]), MED(pipe_enters[1]));
+    if (delayed > 0) {
+        printf("%-44s %12.0f msg/s  (x%.2f of none pending)\n", "the ASYNC sends with delayed pending",
+               MED(pending_rate), MED(pending_rate) / MED(pipe_rate[0]));
+    }
     printf("%-44s %12.0f MB/s  %8.3f enters/msg\n", "pull, 8 queues, 32 msgs per pull (copy)",
            MED(pull_mbs), MED(pull_enters));
     printf("%-44s %12.0f MB/s  %8.3f enters/msg  (x%.2f of copy)\n", "the same by splice",

@@ -31,6 +31,7 @@ usage(FILE *out)
             "          baseline, pipelined sends (ASYNC_FLUSH, SYNC_FLUSH), pull MB/s,\n"
             "          io_uring_enter calls per message\n"
             "          --runs=3 --count=20000 --pipelined=200000 --inflight=64 --size=1024\n"
+            "          --delayed=100000\n"
             "          --dir=PATH (default /tmp/rmq-bench-broker; removed after)\n");
 }
 

@@ -262,6 +262,8 @@ int rmq_broker__delay_persist(struct rmq_broker *b);
 void rmq_broker__delay_arrival(struct rmq_broker *b, int32_t queue_id, int64_t tags_code);
 /* The DELAY level in props (clamped to the configured levels), 0 for none. */
 int32_t rmq_broker__delay_level(const struct rmq_broker *b, const char *props, size_t len);
+/* props without DELAY (dst: len + 1 bytes); the length. */
+size_t rmq_broker__props_without_delay(char *dst, const char *props, size_t len);
 /* props without REAL_TOPIC/REAL_QID, then those two for (topic, queue_id); dst must hold
  * len + 160 bytes. Returns the length. */
 size_t rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *topic,

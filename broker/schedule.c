@@ -111,6 +111,14 @@ props_add(char *dst, const char *name, const char *val, size_t val_len)
 }
 
 size_t
+rmq_broker__props_without_delay(char *dst, const char *props, size_t len)
+{
+    static const char *const skip[] = {"DELAY", NULL};
+
+    return props_copy_without(dst, props, len, skip);
+}
+
+size_t
 rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *topic,
                         int32_t queue_id)
 {

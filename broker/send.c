@@ -27,6 +27,7 @@
 
 #define BATCH_ENTRY_HEAD 20
 #define BATCH_MAX_MSGS 4096
+#define DEFAULT_MAX_RECONSUME 16
 #define TOPIC_NOT_EXIST_FAQ "\nSee http://rocketmq.apache.org/docs/faq/ for further details."
 
 struct batch_msg {
@@ -265,6 +266,7 @@ struct send_fields {
     int32_t flag;
     struct rmq_str props;
     int32_t reconsume;
+    int32_t max_reconsume;          /* -1: not sent (or version < 121) */
     bool batch;
 };
 
@@ -292,6 +294,11 @@ read_fields(struct rmq_conn *c, const struct rmq_frame *req, struct send_fields 
     rmq_header_get(&req->h, n[F_PROPS], &f->props);
     if (rmq_header_get_i64(&req->h, n[F_RECONSUME], &v) == 0 && v >= 0 && v <= INT32_MAX) {
         f->reconsume = (int32_t)v;
+    }
+    f->max_reconsume = -1;
+    if (req->h.version >= 121 && rmq_header_get_i64(&req->h, n[F_MAXRECONSUME], &v) == 0 &&
+        v >= 0 && v <= INT32_MAX) {
+        f->max_reconsume = (int32_t)v;
     }
     rmq_header_get_bool(&req->h, n[F_BATCH], &f->batch);
     if (req->h.code == RMQ_REQ_SEND_BATCH_MESSAGE) {
@@ -491,6 +498,7 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     char topic[RMQ_TOPIC_NAME_MAX + 1];
     const char *why = NULL;
     int32_t queue_id, level, tx;
+    bool dead;
     int ret;
 
     b->stats.put_bytes += req->body_len;
@@ -521,6 +529,21 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
         return;
     }
     queue_id = f.queue_id >= 0 ? f.queue_id : (int32_t)(rand_u32() % (uint32_t)tc->write_queues);
+    dead = strncmp(topic, "%RETRY%", 7) == 0 && !f.batch &&
+           f.reconsume >= (f.max_reconsume >= 0 ? f.max_reconsume : DEFAULT_MAX_RECONSUME);
+    if (dead) {
+        /* consumed too often: to %DLQ%<group>, without its delay (REMOTING.md §12.1, 6) */
+        char dlq[RMQ_TOPIC_NAME_MAX + 1];
+
+        if (snprintf(dlq, sizeof(dlq), "%%DLQ%%%s", topic + 7) >= (int)sizeof(dlq) ||
+            rmq_broker__topic_ensure(b, dlq, 1, RMQ_PERM_WRITE) < 0) {
+            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "topic[%%DLQ%%%s] not created",
+                              topic + 7);
+            return;
+        }
+        memcpy(topic, dlq, strlen(dlq) + 1);
+        queue_id = 0;
+    }
     if (tc->filter == RMQ_FILTER_MULTI_TAG) {
         f.sysflag |= RMQ_SYSFLAG_MULTI_TAGS;
     }
@@ -567,9 +590,24 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     x->m.rec.body_len = req->body_len;
     x->m.rec.props = f.props.ptr;
     x->m.rec.props_len = (uint16_t)f.props.len;
-    level = rmq_broker__delay_level(b, f.props.ptr, f.props.len);
+    level = dead ? 0 : rmq_broker__delay_level(b, f.props.ptr, f.props.len);
     tx = f.sysflag & RMQ_SYSFLAG_TX_MASK;
-    if (level > 0 && (tx == 0 || tx == RMQ_SYSFLAG_TX_COMMIT) &&
+    if (dead) {
+        uint8_t *dst = malloc((size_t)(x->bid < 0 ? req->body_len : 0) + f.props.len + 1);
+
+        if (dst == NULL) {
+            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
+            ctx_put(x);
+            return;
+        }
+        x->owned = dst;
+        if (x->bid < 0) {
+            x->m.rec.body = keep(&dst, req->body, req->body_len);
+        }
+        x->m.rec.props = (const char *)dst;
+        x->m.rec.props_len =
+            (uint16_t)rmq_broker__props_without_delay((char *)dst, f.props.ptr, f.props.len);
+    } else if (level > 0 && (tx == 0 || tx == RMQ_SYSFLAG_TX_COMMIT) &&
         strcmp(x->topic, RMQ_SCHEDULE_TOPIC) != 0) {
         /* delayed: stored for SCHEDULE_TOPIC_XXXX queue level-1 until due (schedule.c) */
         size_t body_copy = x->bid < 0 ? req->body_len : 0;
