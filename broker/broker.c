@@ -25,8 +25,8 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "net/handler.h"
 
-#define REMARK_MAX 1024
 #define STOP_SEND_WAIT_NS (5000ull * 1000000u)
 #define STOP_UNREGISTER_WAIT_NS (3000ull * 1000000u)
 #define STOP_POLL_NS (10ull * 1000000u)
@@ -247,36 +247,18 @@ void
 rmq_broker__send_resp(struct rmq_conn *c, const struct rmq_header *req,
                       const struct rmq_header *resp, const void *body, size_t body_len)
 {
-    int ret = body_len > UINT32_MAX ? -EMSGSIZE
-                                    : rmq_conn_respond(c, req, resp, body, (uint32_t)body_len);
-
-    if (ret < 0) {
-        RMQ_LOG_RL(RMQ_LOG_WARN, 5000,
-                   "broker: response not sent peer=%s code=%d opaque=%d err=%s, peer will time "
-                   "out", c->peer_str, req->code, req->opaque, strerror(-ret));
-    }
+    rmq_handler_send(c, req, resp, body, body_len, "broker");
 }
 
 void
 rmq_broker__reply(struct rmq_conn *c, const struct rmq_header *req, int32_t code, const char *fmt,
                   ...)
 {
-    char remark[REMARK_MAX];
-    struct rmq_header resp;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(remark, sizeof(remark), fmt, ap);
+    rmq_handler_vreply(c, req, "broker", code, fmt, ap);
     va_end(ap);
-    if (code != RMQ_RESP_SUCCESS) {
-        const char *name = rmq_request_code_name(req->code);
-
-        RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "broker: request refused peer=%s request=%s code=%s: %s",
-                   c->peer_str, name != NULL ? name : "?", rmq_response_code_name(code), remark);
-    }
-    rmq_header_init_response(&resp, req, code);
-    rmq_header_set_remark(&resp, remark);
-    rmq_broker__send_resp(c, req, &resp, NULL, 0);
 }
 
 void
@@ -308,79 +290,6 @@ rmq_broker__reply_json(struct rmq_broker *b, struct rmq_conn *c, const struct rm
         resp = &ok;
     }
     rmq_broker__send_resp(c, req, resp, text, len);
-}
-
-int
-rmq_broker__field_str(const struct rmq_frame *req, const char *name, char *buf, size_t cap)
-{
-    struct rmq_str v;
-
-    if (!rmq_header_get(&req->h, name, &v)) {
-        return 0;
-    }
-    if (v.len >= cap || memchr(v.ptr, '\0', v.len) != NULL) {
-        return -EMSGSIZE;
-    }
-    memcpy(buf, v.ptr, v.len);
-    buf[v.len] = '\0';
-    return 1;
-}
-
-bool
-rmq_broker__need_str(struct rmq_conn *c, const struct rmq_frame *req, const char *name, char *buf,
-                     size_t cap)
-{
-    int ret = rmq_broker__field_str(req, name, buf, cap);
-
-    if (ret == 0) {
-        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is null",
-                          name);
-        return false;
-    }
-    if (ret < 0) {
-        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR,
-                          "the custom field <%s> is longer than %zu bytes", name, cap - 1);
-        return false;
-    }
-    return true;
-}
-
-bool
-rmq_broker__need_i64(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
-                     int64_t *out)
-{
-    int ret = rmq_header_get_i64(&req->h, name, out);
-
-    if (ret == -ENOENT) {
-        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is null",
-                          name);
-        return false;
-    }
-    if (ret < 0) {
-        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR,
-                          "the custom field <%s> is not a number", name);
-        return false;
-    }
-    return true;
-}
-
-bool
-rmq_broker__need_i32(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
-                     int32_t *out)
-{
-    int ret = rmq_header_get_i32(&req->h, name, out);
-
-    if (ret == -ENOENT) {
-        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is null",
-                          name);
-        return false;
-    }
-    if (ret < 0) {
-        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR,
-                          "the custom field <%s> is not a 32-bit number", name);
-        return false;
-    }
-    return true;
 }
 
 static void

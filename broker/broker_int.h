@@ -13,6 +13,7 @@
 #include "core/loop.h"
 #include "core/strmap.h"
 #include "net/client.h"
+#include "net/handler.h"
 #include "net/json.h"
 #include "store/disk.h"
 #include "store/store.h"
@@ -210,14 +211,33 @@ void rmq_broker__reply_json(struct rmq_broker *b, struct rmq_conn *c, const stru
 void rmq_broker__send_resp(struct rmq_conn *c, const struct rmq_header *req,
                            const struct rmq_header *resp, const void *body, size_t body_len);
 
-/* extFields helpers: 1 found, 0 absent (need_*: answered SYSTEM_ERROR, returns false). */
-int rmq_broker__field_str(const struct rmq_frame *req, const char *name, char *buf, size_t cap);
-bool rmq_broker__need_str(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
-                          char *buf, size_t cap);
-bool rmq_broker__need_i64(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
-                          int64_t *out);
-bool rmq_broker__need_i32(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
-                          int32_t *out);
+/* extFields helpers (net/handler.h), logging as "broker". */
+static inline int
+rmq_broker__field_str(const struct rmq_frame *req, const char *name, char *buf, size_t cap)
+{
+    return rmq_field_str(req, name, buf, cap);
+}
+
+static inline bool
+rmq_broker__need_str(struct rmq_conn *c, const struct rmq_frame *req, const char *name, char *buf,
+                     size_t cap)
+{
+    return rmq_need_str(c, req, "broker", name, buf, cap);
+}
+
+static inline bool
+rmq_broker__need_i64(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
+                     int64_t *out)
+{
+    return rmq_need_i64(c, req, "broker", name, out);
+}
+
+static inline bool
+rmq_broker__need_i32(struct rmq_conn *c, const struct rmq_frame *req, const char *name,
+                     int32_t *out)
+{
+    return rmq_need_i32(c, req, "broker", name, out);
+}
 
 /* Topic for a request; NULL after answering TOPIC_NOT_EXIST. */
 const struct rmq_topic_config *rmq_broker__topic(struct rmq_broker *b, const char *name);

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "namesrv/namesrv_int.h"
+#include "net/handler.h"
 
 #define EXPIRED_LOG_MAX 64
 #define REMARK_MAX 1024
@@ -54,38 +55,18 @@ static void
 send_reply(struct rmq_conn *c, const struct rmq_header *req, const struct rmq_header *resp,
            const void *body, size_t body_len)
 {
-    int ret;
-
-    if (body_len > UINT32_MAX) {
-        ret = -EMSGSIZE;
-    } else {
-        ret = rmq_conn_respond(c, req, resp, body, (uint32_t)body_len);
-    }
-    if (ret < 0) {
-        RMQ_LOG_RL(RMQ_LOG_WARN, 5000,
-                   "namesrv: response not sent peer=%s code=%d opaque=%d err=%s, peer will time "
-                   "out", c->peer_str, req->code, req->opaque, strerror(-ret));
-    }
+    rmq_handler_send(c, req, resp, body, body_len, "namesrv");
 }
 
 /* An error answer with a formatted remark, and one rate-limited line saying why. */
 static void __attribute__((format(printf, 4, 5)))
 reply_error(struct rmq_conn *c, const struct rmq_frame *req, int32_t code, const char *fmt, ...)
 {
-    char remark[REMARK_MAX];
-    struct rmq_header resp;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(remark, sizeof(remark), fmt, ap);
+    rmq_handler_vreply(c, &req->h, "namesrv", code, fmt, ap);
     va_end(ap);
-    RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "namesrv: request refused peer=%s request=%s code=%s: %s",
-               c->peer_str, rmq_request_code_name(req->h.code) ? rmq_request_code_name(req->h.code)
-                                                              : "?",
-               rmq_response_code_name(code), remark);
-    rmq_header_init_response(&resp, &req->h, code);
-    rmq_header_set_remark(&resp, remark);
-    send_reply(c, &req->h, &resp, NULL, 0);
 }
 
 static void
@@ -119,68 +100,25 @@ reply_json(struct rmq_namesrv *ns, struct rmq_conn *c, const struct rmq_frame *r
     send_reply(c, &req->h, resp, text, len);
 }
 
-/* ---- extFields ----------------------------------------------------------------------- */
+/* ---- extFields (net/handler.h) ------------------------------------------------------------ */
 
-/* extFields[name] as a C string in buf. 1 found, 0 absent, -EMSGSIZE too long or with NUL. */
-static int
-field_str(const struct rmq_frame *req, const char *name, char *buf, size_t cap)
-{
-    struct rmq_str v;
-
-    if (!rmq_header_get(&req->h, name, &v)) {
-        return 0;
-    }
-    if (v.len >= cap || memchr(v.ptr, '\0', v.len) != NULL) {
-        return -EMSGSIZE;
-    }
-    memcpy(buf, v.ptr, v.len);
-    buf[v.len] = '\0';
-    return 1;
-}
-
-/* A required string field; false once the error has been answered. */
 static bool
 need_str(struct rmq_conn *c, const struct rmq_frame *req, const char *name, char *buf,
          size_t cap)
 {
-    int ret = field_str(req, name, buf, cap);
-
-    if (ret == 0) {
-        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is null", name);
-    } else if (ret < 0) {
-        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is longer than %zu "
-                    "bytes or holds a NUL", name, cap - 1);
-    }
-    return ret > 0;
+    return rmq_need_str(c, req, "namesrv", name, buf, cap);
 }
 
-/* An optional string field; "" when absent. false once the error has been answered. */
 static bool
 opt_str(struct rmq_conn *c, const struct rmq_frame *req, const char *name, char *buf, size_t cap)
 {
-    int ret = field_str(req, name, buf, cap);
-
-    if (ret == 0) {
-        buf[0] = '\0';
-    } else if (ret < 0) {
-        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is longer than %zu "
-                    "bytes or holds a NUL", name, cap - 1);
-        return false;
-    }
-    return true;
+    return rmq_opt_str(c, req, "namesrv", name, buf, cap);
 }
 
 static bool
 need_i64(struct rmq_conn *c, const struct rmq_frame *req, const char *name, int64_t *out)
 {
-    int ret = rmq_header_get_i64(&req->h, name, out);
-
-    if (ret == -ENOENT) {
-        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is null", name);
-    } else if (ret < 0) {
-        reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "the custom field <%s> is not a long", name);
-    }
-    return ret == 0;
+    return rmq_need_i64(c, req, "namesrv", name, out);
 }
 
 #define NAME_BUF (RMQ_NAMESRV_NAME_MAX + 1)
@@ -352,7 +290,7 @@ h_get_route(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *
         reply_error(c, req, RMQ_RESP_SYSTEM_ERROR, "the custom field <topic> is null");
         return;
     }
-    if (ns->cfg.order_message_enable && field_str(req, "topic", topic_buf, sizeof(topic_buf)) > 0) {
+    if (ns->cfg.order_message_enable && rmq_field_str(req, "topic", topic_buf, sizeof(topic_buf)) > 0) {
         order_conf = rmq_kvconfig_get(&ns->kv, RMQ_KV_ORDER_TOPIC_CONFIG, topic_buf);
     }
     rmq_jw_reset(&ns->out, rmq_json_route_dialect(&req->h));
