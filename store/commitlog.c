@@ -164,6 +164,10 @@ prep_done(struct rmq_disk_req *req, int32_t res)
     struct rmq_store *s = rmq_container_of(req, struct rmq_store, prep_req);
 
     s->prep_in_flight = false;
+    if (res == -ECANCELED && s->closing) {
+        rmq_loop_defer(s->loop, &s->submit);
+        return;
+    }
     if (res < 0) {
         /* Not sticky: nothing was lost. Appends needing the segment are refused until a
          * retry (every second) succeeds. */
@@ -735,6 +739,9 @@ rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg
     s->closing = true;
     s->close_done = done;
     s->close_arg = arg;
+    if (s->prep_in_flight && s->disk->ops->prepare_cancel != NULL) {
+        s->disk->ops->prepare_cancel(s->disk);
+    }
     sync_start(s);
     rmq_loop_defer(s->loop, &s->submit);
 }

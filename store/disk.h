@@ -37,6 +37,9 @@ struct rmq_disk_ops {
     /* Segment starting at log offset start: create (size bytes, preallocated and
      * pre-written with zeros) or open; req->res / done res = handle (>= 0) or -errno. */
     void (*prepare)(struct rmq_disk *d, uint64_t start, uint64_t size, struct rmq_disk_req *req);
+    /* Optional: stop the preparation in flight at its next step (closing: a fresh 1 GiB
+     * segment takes seconds to pre-write); it completes with -ECANCELED, its file gone. */
+    void (*prepare_cancel)(struct rmq_disk *d);
     void (*writev)(struct rmq_disk *d, int h, uint64_t off, const struct iovec *iov, int cnt,
                    struct rmq_disk_req *req);
     /* fdatasync of one segment. */

@@ -127,6 +127,11 @@ prep_step(struct udisk *d, int32_t res)
     struct io_uring_sqe *sqe;
     int fd = d->prep_handle >= 0 ? d->segs[d->prep_handle].fd : -1;
 
+    if (res == -ECANCELED) {
+        RMQ_INFO("store: segment preparation abandoned (closing) path=%s", d->prep_path);
+        prep_finish(d, res);
+        return;
+    }
     if (res < 0) {
         RMQ_ERROR("store: segment preparation failed path=%s step=%d err=%s", d->prep_path,
                   d->prep_step, strerror(-res));
@@ -204,6 +209,16 @@ u_prepare(struct rmq_disk *base, uint64_t start, uint64_t size, struct rmq_disk_
     }
     io_uring_prep_openat(sqe, AT_FDCWD, d->prep_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     rmq_loop_commit(d->base.loop, &d->prep_op, sqe);
+}
+
+static void
+u_prepare_cancel(struct rmq_disk *base)
+{
+    struct udisk *d = (struct udisk *)base;
+
+    if (d->prep_req != NULL) {
+        d->prep_err = -ECANCELED;       /* seen by prep_done at the step in flight */
+    }
 }
 
 static void
@@ -429,6 +444,7 @@ static const struct rmq_disk_ops uring_ops = {
     .zero_tail = u_zero_tail,
     .close = u_close,
     .remove = u_remove,
+    .prepare_cancel = u_prepare_cancel,
     .map = u_map,
     .unmap = u_unmap,
     .file_fd = u_file_fd,
