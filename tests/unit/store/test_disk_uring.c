@@ -478,3 +478,33 @@ Test(disk_uring, full_disk_refuses_appends_and_resumes_when_space_returns)
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit status %d (see stderr)",
               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
+
+Test(disk_uring, closing_abandons_a_segment_preparation_and_leaves_no_half_file)
+{
+    /* 256 MiB: its zeros take a while to write back, so the close finds it in flight */
+    struct rmq_store_config cfg = {.seg_size = 256u << 20};
+    char next[128];
+    struct stat sb;
+    uint64_t prepared;
+    bool present;
+
+    store_up(&cfg);
+    for (int i = 0; i < 3; i++) {
+        rmq_loop_run_once(&loop, 1000000);      /* the preparation starts */
+    }
+    cr_assert_eq(rmq_store_close_wait(st, 60000000000ull), 0);
+    prepared = rmq_store_stats(st)->segments_prepared;
+    rmq_store_destroy(st);
+    rmq_disk_uring_destroy(disk);
+    rmq_loop_fini(&loop);
+    snprintf(next, sizeof(next), "%s/00000000000268435456", dir);
+    present = stat(next, &sb) == 0;
+    /* a finished preparation leaves the whole file; an abandoned one none at all */
+    cr_assert_eq(present, prepared > 0, "next segment file %s, preparations finished %llu",
+                 present ? "present" : "absent", (unsigned long long)prepared);
+    cr_log_info("next segment %s at close", prepared ? "was ready" : "was abandoned");
+    store_up(&cfg);
+    append_n(0, 10);
+    verify(10);
+    store_down();
+}
