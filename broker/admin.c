@@ -388,6 +388,7 @@ h_runtime_info(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufre
     kv(w, "getBytes", "%llu", (unsigned long long)b->stats.get_bytes);
     kv(w, "connections", "%u", b->srv.live_conns);
     kv(w, "pullSplices", "%llu", (unsigned long long)b->nl->stats.splices);
+    kv(w, "timerPending", "%llu", (unsigned long long)rmq_wheel_count(&b->wheel));
     rmq_jw_obj_end(w);
     rmq_jw_obj_end(w);
     rmq_broker__reply_json(b, c, &req->h, NULL);

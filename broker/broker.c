@@ -77,6 +77,8 @@ static const struct rmq_config_key broker_keys[] = {
     BK("pullSpliceMinBytes", RMQ_CONFIG_I64, pull_splice_min, "0", 0, 1 << 30,
        "pull responses this large go file -> socket by splice, smaller ones are sent from the "
        "mapped segment (0: always the mapping, measured faster on loopback)"),
+    BK("timerMaxDelaySec", RMQ_CONFIG_I64, timer_max_delay_sec, "7776000", 1, 366 * 86400,
+       "furthest delivery time a message may ask for (TIMER_DELIVER_MS etc.), seconds ahead"),
     BK("maxConnections", RMQ_CONFIG_I64, max_connections, "4096", 16, 65536,
        "client connections served at once; more are refused"),
     BK("clientChannelMaxIdleTimeSeconds", RMQ_CONFIG_I64, channel_idle_s, "120", 1, 86400,
@@ -421,7 +423,8 @@ open_store(struct rmq_broker *b)
         return ret;
     }
     rmq_store_on_arrival(b->store, rmq_broker__pull_arrival, b);
-    return rmq_broker__delay_init(b);
+    ret = rmq_broker__delay_init(b);
+    return ret < 0 ? ret : rmq_broker__timer_init(b);
 }
 
 static int
@@ -502,6 +505,9 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     }
     ret = open_store(b);
     if (ret < 0) {
+        if (b->store != NULL) {
+            goto fail_store;
+        }
         goto fail_tables;
     }
     scfg = (struct rmq_server_config){
@@ -558,6 +564,7 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
                   register_fire);
     rmq_broker__register_all(b);
     rmq_broker__delay_start(b);
+    rmq_broker__timer_start(b);
     RMQ_INFO("broker: serving name=%s id=%lld cluster=%s addr=%s flushDiskType=%s%s",
              b->cfg.broker_name, (long long)b->cfg.broker_id, b->cfg.cluster, b->addr,
              b->cfg.store.flushDiskType ? "SYNC_FLUSH" : "ASYNC_FLUSH",
@@ -572,6 +579,10 @@ fail_srv:
     return ret;
 fail_store:
     rmq_broker__delay_fini(b);
+    if (b->timer_store != NULL) {
+        rmq_store_close_wait(b->timer_store, 10ull * 1000000000u);
+    }
+    rmq_broker__timer_fini(b);
     rmq_store_close_wait(b->store, 10ull * 1000000000u);
     rmq_store_destroy(b->store);
     rmq_disk_uring_destroy(b->disk);
@@ -614,9 +625,12 @@ store_closed(struct rmq_store *s, void *arg)
 {
     struct rmq_broker *b = arg;
 
-    (void)s;
-    if (rmq_store_error(b->store) < 0 && b->stop_err == 0) {
+    if (rmq_store_error(s) < 0 && b->stop_err == 0) {
         b->stop_err = -EIO;
+    }
+    if (s == b->store && b->timer_store != NULL) {
+        rmq_store_close(b->timer_store, store_closed, b);   /* then the timer log */
+        return;
     }
     b->stop_stage = 6;
     stop_step(b);
@@ -716,6 +730,7 @@ rmq_broker_stop(struct rmq_broker *b, void (*done)(void *arg, int err), void *ar
         rmq_server_stop_accepting(&b->srv);
     }
     rmq_broker__delay_stop(b);
+    rmq_broker__timer_stop(b);
     rmq_broker__pull_release_all(b);
     if (b->store == NULL) {
         b->stop_stage = 6;
@@ -737,6 +752,7 @@ rmq_broker_destroy(struct rmq_broker *b)
     rmq_broker__pull_fini(b);
     rmq_broker__send_fini(b);
     rmq_broker__delay_fini(b);
+    rmq_broker__timer_fini(b);
     if (b->ns != NULL) {
         rmq_namesrv_destroy(b->ns);
     }

@@ -12,6 +12,7 @@
 #include "core/list.h"
 #include "core/loop.h"
 #include "core/strmap.h"
+#include "core/wheel.h"
 #include "net/client.h"
 #include "net/handler.h"
 #include "net/json.h"
@@ -167,6 +168,12 @@ struct rmq_broker {
     uint32_t pull_free_count;
     uint32_t pulls_in_flight;               /* responses whose bytes are still queued */
 
+    struct rmq_disk *timer_disk;            /* owned: the timer log (timer.c) */
+    struct rmq_store *timer_store;          /* owned */
+    char timer_root[RMQ_STORE_PATH_MAX + 16];
+    struct rmq_wheel wheel;                 /* messages waiting in the timer log */
+    struct rmq_timer wheel_timer;
+
     struct rmq_sched_level *levels;         /* owned: one scheduler per delay level */
     uint32_t delay_level_count;
     bool delay_dirty;                       /* delayOffset.json behind */
@@ -282,6 +289,24 @@ int rmq_broker__delay_persist(struct rmq_broker *b);
 void rmq_broker__delay_arrival(struct rmq_broker *b, int32_t queue_id, int64_t tags_code);
 /* The DELAY level in props (clamped to the configured levels), 0 for none. */
 int32_t rmq_broker__delay_level(const struct rmq_broker *b, const char *props, size_t len);
+/* Copy src's property pairs except those named in skip (NULL-terminated); every pair
+ * written ends in 0x02, so dst needs len + 1 bytes. Returns the length. */
+size_t rmq_broker__props_copy_without(char *dst, const char *src, size_t len,
+                                      const char *const *skip);
+
+/* Arbitrary delivery times (timer.c). */
+int rmq_broker__timer_init(struct rmq_broker *b);
+void rmq_broker__timer_start(struct rmq_broker *b);
+void rmq_broker__timer_stop(struct rmq_broker *b);
+void rmq_broker__timer_fini(struct rmq_broker *b);
+/* Delivery time asked for by props (TIMER_DELIVER_MS, TIMER_DELAY_MS, TIMER_DELAY_SEC):
+ * 0 none or already due, -1 malformed or beyond timerMaxDelaySec. */
+int64_t rmq_broker__timer_deliver_ms(const struct rmq_broker *b, const char *props, size_t len);
+/* props without the timer and REAL_* pairs, then REAL_TOPIC, REAL_QID and the absolute
+ * TIMER_DELIVER_MS; dst must hold len + 200 bytes. Returns the length. */
+size_t rmq_broker__timer_props(char *dst, const char *props, size_t len, const char *topic,
+                               int32_t queue_id, int64_t deliver_ms);
+
 /* props without DELAY (dst: len + 1 bytes); the length. */
 size_t rmq_broker__props_without_delay(char *dst, const char *props, size_t len);
 /* props without REAL_TOPIC/REAL_QID, then those two for (topic, queue_id); dst must hold

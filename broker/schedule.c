@@ -77,8 +77,8 @@ name_is(const char *p, size_t n, const char *const *names)
 
 /* Copy src's pairs except those named in skip; returns bytes written (each pair ends in
  * 0x02). dst must hold len + 1 bytes. */
-static size_t
-props_copy_without(char *dst, const char *src, size_t len, const char *const *skip)
+size_t
+rmq_broker__props_copy_without(char *dst, const char *src, size_t len, const char *const *skip)
 {
     size_t out = 0;
 
@@ -115,7 +115,7 @@ rmq_broker__props_without_delay(char *dst, const char *props, size_t len)
 {
     static const char *const skip[] = {"DELAY", NULL};
 
-    return props_copy_without(dst, props, len, skip);
+    return rmq_broker__props_copy_without(dst, props, len, skip);
 }
 
 size_t
@@ -124,7 +124,7 @@ rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *to
 {
     static const char *const skip[] = {"REAL_TOPIC", "REAL_QID", NULL};
     char qid[16];
-    size_t n = props_copy_without(dst, props, len, skip);
+    size_t n = rmq_broker__props_copy_without(dst, props, len, skip);
 
     n += props_add(dst + n, "REAL_TOPIC", topic, strlen(topic));
     snprintf(qid, sizeof(qid), "%d", (int)queue_id);
@@ -329,7 +329,7 @@ sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
     r->m.rec.topic_len = (uint8_t)rtl;
     r->m.rec.queue_id = (int32_t)strtol(rq, NULL, 10);  /* props end at a 0x02: stops there */
     r->m.rec.props = r->props;
-    r->m.rec.props_len = (uint16_t)props_copy_without(r->props, rec.props, rec.props_len, skip);
+    r->m.rec.props_len = (uint16_t)rmq_broker__props_copy_without(r->props, rec.props, rec.props_len, skip);
     r->m.rec.sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
     memcpy(r->m.rec.store_ip, b->store_ip, 4);
     r->m.rec.store_port = (int32_t)b->srv.port;
@@ -551,7 +551,7 @@ h_sendback(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *r
     r->conn = rmq_conn_handle(c);
     rmq_broker__save_req(&r->req, &req->h);
     snprintf(r->topic, sizeof(r->topic), "%s", to_dlq ? dlq : retry);
-    n = props_copy_without(r->props, rec.props, rec.props_len, skip);
+    n = rmq_broker__props_copy_without(r->props, rec.props, rec.props_len, skip);
     if (!rmq_props_get(rec.props, rec.props_len, "RETRY_TOPIC", &v, &vl)) {
         n += props_add(r->props + n, "RETRY_TOPIC", rec.topic, rec.topic_len);
     }

@@ -498,6 +498,7 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     char topic[RMQ_TOPIC_NAME_MAX + 1];
     const char *why = NULL;
     int32_t queue_id, level, tx;
+    int64_t deliver;
     bool dead;
     int ret;
 
@@ -559,6 +560,14 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
                           f.props.len);
         return;
     }
+    deliver = f.batch || dead ? 0 : rmq_broker__timer_deliver_ms(b, f.props.ptr, f.props.len);
+    if (deliver < 0) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_MESSAGE_ILLEGAL,
+                          "TIMER_DELIVER_MS / TIMER_DELAY_MS / TIMER_DELAY_SEC is not a number or "
+                          "lies more than timerMaxDelaySec (%lld s) ahead",
+                          (long long)b->cfg.timer_max_delay_sec);
+        return;
+    }
     x = ctx_get(b);
     if (x == NULL) {
         rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
@@ -592,6 +601,38 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     x->m.rec.props_len = (uint16_t)f.props.len;
     level = dead ? 0 : rmq_broker__delay_level(b, f.props.ptr, f.props.len);
     tx = f.sysflag & RMQ_SYSFLAG_TX_MASK;
+    if (deliver > 0) {
+        /* kept in the timer log until deliver (timer.c) */
+        size_t body_copy = x->bid < 0 ? req->body_len : 0;
+        uint8_t *dst = malloc(body_copy + f.props.len + 200);
+        size_t n;
+
+        if (dst == NULL) {
+            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
+            ctx_put(x);
+            return;
+        }
+        x->owned = dst;
+        if (body_copy > 0) {
+            x->m.rec.body = keep(&dst, req->body, req->body_len);
+        }
+        n = rmq_broker__timer_props((char *)dst, f.props.ptr, f.props.len, x->topic, queue_id,
+                                    deliver);
+        if (n > RMQ_RECORD_PROPS_MAX) {
+            rmq_broker__reply(c, &req->h, RMQ_RESP_MESSAGE_ILLEGAL,
+                              "the scheduled message's properties would exceed 32767 bytes");
+            ctx_put(x);
+            return;
+        }
+        x->m.rec.props = (const char *)dst;
+        x->m.rec.props_len = (uint16_t)n;
+        x->m.rec.topic = RMQ_TIMER_TOPIC;
+        x->m.rec.topic_len = sizeof(RMQ_TIMER_TOPIC) - 1;
+        x->m.rec.queue_id = 0;
+        x->m.done = single_done;
+        rmq_store_append(b->timer_store, &x->m);
+        return;
+    }
     if (dead) {
         uint8_t *dst = malloc((size_t)(x->bid < 0 ? req->body_len : 0) + f.props.len + 1);
 

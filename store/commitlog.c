@@ -82,6 +82,17 @@ record_tags_code(const struct rmq_store *s, const struct rmq_record *r)
         rmq_props_get(r->props, r->props_len, "DELAY", &tag, &len)) {
         return delivery_time(s, r, tag, len);
     }
+    if (r->topic_len == sizeof(RMQ_TIMER_TOPIC) - 1 &&
+        memcmp(r->topic, RMQ_TIMER_TOPIC, r->topic_len) == 0 &&
+        (rmq_props_get(r->props, r->props_len, "TIMER_OUT", &tag, &len) ||
+         rmq_props_get(r->props, r->props_len, "TIMER_DELIVER_MS", &tag, &len))) {
+        int64_t v = 0;
+
+        for (size_t i = 0; i < len && i < 19 && tag[i] >= '0' && tag[i] <= '9'; i++) {
+            v = v * 10 + (tag[i] - '0');
+        }
+        return v;
+    }
     if (!rmq_props_get(r->props, r->props_len, "TAGS", &tag, &len) || len == 0) {
         return 0;
     }

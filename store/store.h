@@ -40,6 +40,10 @@
 
 #define RMQ_DELAY_LEVELS_MAX 64
 #define RMQ_SCHEDULE_TOPIC "SCHEDULE_TOPIC_XXXX"
+/* The timer log's topic (RocketMQ 5.x's name): queue 0 holds scheduled messages, tag code
+ * = TIMER_DELIVER_MS; queue 1 holds delivery marks, tag code = TIMER_OUT (the queue 0
+ * offset delivered). */
+#define RMQ_TIMER_TOPIC "rmq_sys_wheel_timer"
 
 enum rmq_flush_type {
     RMQ_FLUSH_ASYNC = 0,            /* ASYNC_FLUSH */

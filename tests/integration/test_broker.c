@@ -1628,3 +1628,151 @@ Test(broker, sent_back_messages_return_through_the_retry_topic_then_go_to_the_dl
     clients_down();
     daemon_stop_ok_at(&B);
 }
+
+/* ---- arbitrary delivery times --------------------------------------------------------------- */
+
+struct timed {
+    int64_t deliver[64];
+    int64_t store_ts[64];
+    int n;
+};
+
+static void
+record_timed(const struct rmq_record *r, void *arg)
+{
+    struct timed *t = arg;
+    long long d;
+
+    cr_assert_lt(t->n, 64);
+    cr_assert_eq(sscanf((const char *)r->body, "at-%lld", &d), 1);
+    t->deliver[t->n] = d;
+    t->store_ts[t->n] = r->store_ts;
+    t->n++;
+}
+
+/* Pull (topic, queue 0) until want records arrived (long polls, 30 s at most). */
+static void
+collect_timed(const char *topic, int want, struct timed *t)
+{
+    struct pull_req p = {"CG_TIMED", topic, 0, 0, 32, 2 | 4, 5000, "*"};
+    uint64_t t0 = rmq_clock_mono_ns();
+    struct answer a;
+
+    while (t->n < want) {
+        pull(1, &p, &a);
+        if (a.code == RMQ_RESP_SUCCESS) {
+            each_record(&a, record_timed, t);
+            p.offset = ext_i64(&a, "nextBeginOffset");
+        }
+        answer_free(&a);
+        cr_assert_lt(rmq_clock_mono_ns() - t0, 30000000000ull, "%d of %d arrived", t->n, want);
+    }
+}
+
+static void
+send_at(int ci, const char *topic, const char *prop, int64_t value, int64_t deliver,
+        struct answer *a)
+{
+    char props[96];
+    char body[48];
+
+    snprintf(props, sizeof(props), "%s%c%lld%c", prop, 1, (long long)value, 2);
+    snprintf(body, sizeof(body), "at-%lld", (long long)deliver);
+    send_one(ci, topic, 0, props, body, a);
+}
+
+Test(broker, arbitrary_delivery_times_arrive_in_time_order_and_never_early)
+{
+    struct timed t = {0};
+    struct answer a;
+    int64_t now = (int64_t)rmq_clock_wall_ms();
+    int64_t late_max = 0;
+    uint32_t seed = 7;
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "TimerTopic", 1);
+    for (int i = 0; i < 20; i++) {
+        int64_t at;
+
+        seed = seed * 1103515245u + 12345u;
+        at = now + 200 + (int64_t)(seed % 9800);        /* 200 ms .. 10 s, in random order */
+        if (i % 3 == 0) {
+            send_at(0, "TimerTopic", "TIMER_DELAY_MS", at - (int64_t)rmq_clock_wall_ms(), at, &a);
+        } else {
+            send_at(0, "TimerTopic", "TIMER_DELIVER_MS", at, at, &a);
+        }
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+        answer_free(&a);
+    }
+    collect_timed("TimerTopic", 20, &t);
+    for (int i = 0; i < t.n; i++) {
+        /* TIMER_DELAY_MS was turned into an absolute time a few ms after `at` was taken */
+        cr_assert_geq(t.store_ts[i] + 20, t.deliver[i], "delivered %lld ms early",
+                      (long long)(t.deliver[i] - t.store_ts[i]));
+        late_max = RMQ_MAX(late_max, t.store_ts[i] - t.deliver[i]);
+        if (i > 0) {
+            cr_assert_geq(t.deliver[i] + 20, t.deliver[i - 1], "out of time order at %d", i);
+        }
+    }
+    cr_log_info("20 scheduled messages, latest %lld ms after its time", (long long)late_max);
+    cr_assert_lt(late_max, 1000);
+    /* refusals: not a number, too far ahead */
+    send_at(0, "TimerTopic", "TIMER_DELIVER_MS", -5, 0, &a);
+    cr_assert_eq(a.code, RMQ_RESP_MESSAGE_ILLEGAL, "%s", a.remark);
+    answer_free(&a);
+    send_at(0, "TimerTopic", "TIMER_DELAY_SEC", 400LL * 86400, 0, &a);
+    cr_assert_eq(a.code, RMQ_RESP_MESSAGE_ILLEGAL);
+    cr_assert(strstr(a.remark, "timerMaxDelaySec") != NULL, "%s", a.remark);
+    answer_free(&a);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
+Test(broker, scheduled_messages_survive_restarts_and_are_delivered_once)
+{
+    struct timed t = {0};
+    struct answer a;
+    int64_t now = (int64_t)rmq_clock_wall_ms();
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "TimerRestart", 1);
+    for (int i = 0; i < 10; i++) {
+        int64_t at = now + 1500 + i * 150;
+
+        send_at(0, "TimerRestart", "TIMER_DELIVER_MS", at, at, &a);
+        cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "%s", a.remark);
+        answer_free(&a);
+    }
+    send_at(0, "TimerRestart", "TIMER_DELAY_SEC", 7 * 86400, now + 7 * 86400000LL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "a week ahead is accepted: %s", a.remark);
+    answer_free(&a);
+    usleep(2000000);                /* some delivered, some still waiting */
+    clients_down();
+    daemon_stop_ok_at(&B);
+    broker_start(NULL);
+    clients_to_broker();
+    collect_timed("TimerRestart", 10, &t);
+    usleep(300000);
+    {
+        struct pull_req p = {"CG_TIMED", "TimerRestart", 0, 10, 32, 4, 0, "*"};
+
+        pull(1, &p, &a);
+        cr_assert_eq(a.code, RMQ_RESP_PULL_NOT_FOUND, "a scheduled message delivered twice");
+        answer_free(&a);
+    }
+    for (int i = 0; i < t.n; i++) {
+        for (int j = i + 1; j < t.n; j++) {
+            cr_assert_neq(t.deliver[i], t.deliver[j], "delivered twice");
+        }
+    }
+    cr_assert_eq(runtime_value(0, "timerPending"), 1, "the week-ahead message waits on");
+    clients_down();
+    daemon_stop_ok_at(&B);
+    broker_start(NULL);             /* and survives another restart */
+    clients_to_broker();
+    cr_assert_eq(runtime_value(0, "timerPending"), 1);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
