@@ -9,7 +9,8 @@
  *   pull        MB/s reading everything back, one pull per queue in flight (by copy from
  *               the mapped segment, and by splice on a broker holding the same messages)
  *   pending     the pipelined ASYNC sends again with --delayed messages waiting at the
- *               longest delay level (2 h): do pending delayed messages slow sends?
+ *               longest delay level (2 h), then again with as many more waiting in the
+ *               timer log (a day ahead): do waiting messages slow sends?
  * and the broker's own io_uring_enter count per message for each phase (from
  * GET_BROKER_RUNTIME_INFO before and after). Medians over --runs.
  */
@@ -412,6 +413,7 @@ struct run_figures {
     double splice_mbs;
     double splice_enters;
     double pending_rate;            /* pipelined ASYNC sends with --delayed messages pending */
+    double timer_rate;              /* the same with --delayed timer messages (a day ahead) */
 };
 
 static double
@@ -493,6 +495,11 @@ rmq_bench_broker(int argc, char **argv)
                     pipelined_sends(delayed, inflight, size);
                     send_props = "TAGS\001bench\002";
                     f->pending_rate = pipelined_sends(pipe_count, inflight, size);
+                    /* and as many waiting in the timer log and its wheel */
+                    send_props = "TAGS\001bench\002TIMER_DELAY_SEC\00186400\002";
+                    pipelined_sends(delayed, inflight, size);
+                    send_props = "TAGS\001bench\002";
+                    f->timer_rate = pipelined_sends(pipe_count, inflight, size);
                 }
             }
             rmq_bench_client_close(&CL.loop, &CL.nl, &CL.cl);
@@ -539,6 +546,8 @@ rmq_bench_broker(int argc, char **argv)
     if (delayed > 0) {
         printf("%-44s %12.0f msg/s  (x%.2f of none pending)\n", "the ASYNC sends with delayed pending",
                MED(pending_rate), MED(pending_rate) / MED(pipe_rate[0]));
+        printf("%-44s %12.0f msg/s  (x%.2f of none pending)\n", "the same with as many timers too",
+               MED(timer_rate), MED(timer_rate) / MED(pipe_rate[0]));
     }
     printf("%-44s %12.0f MB/s  %8.3f enters/msg\n", "pull, 8 queues, 32 msgs per pull (copy)",
            MED(pull_mbs), MED(pull_enters));
