@@ -294,6 +294,13 @@ int32_t rmq_broker__delay_level(const struct rmq_broker *b, const char *props, s
 size_t rmq_broker__props_copy_without(char *dst, const char *src, size_t len,
                                       const char *const *skip);
 
+/* A record kept aside until due (schedule topic or timer log) at (phys, size) of s:
+ * decoded, with where it goes (REAL_TOPIC into topic[RMQ_TOPIC_NAME_MAX + 1], REAL_QID).
+ * 0 with *pin holding its view, or -errno (unreadable, or no valid REAL_TOPIC/REAL_QID). */
+int rmq_broker__held_record(struct rmq_store *s, uint64_t phys, uint32_t size,
+                            struct rmq_record *rec, struct rmq_seg_map **pin, char *topic,
+                            int32_t *queue_id);
+
 /* Arbitrary delivery times (timer.c). */
 int rmq_broker__timer_init(struct rmq_broker *b);
 void rmq_broker__timer_start(struct rmq_broker *b);

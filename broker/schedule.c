@@ -289,6 +289,31 @@ sched_done(struct rmq_store_msg *m, int status)
     level_run(lv);
 }
 
+int
+rmq_broker__held_record(struct rmq_store *s, uint64_t phys, uint32_t size, struct rmq_record *rec,
+                        struct rmq_seg_map **pin, char *topic, int32_t *queue_id)
+{
+    const uint8_t *p;
+    const char *rt, *rq;
+    size_t rtl, rql;
+    int ret = rmq_store_view(s, phys, size, &p, pin);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (rmq_record_decode(p, size, false, rec, NULL) != (int64_t)size ||
+        !rmq_props_get(rec->props, rec->props_len, "REAL_TOPIC", &rt, &rtl) ||
+        !rmq_props_get(rec->props, rec->props_len, "REAL_QID", &rq, &rql) ||
+        !rmq_topic_name_valid(rt, rtl)) {
+        rmq_store_unpin(s, *pin);
+        return -EBADMSG;
+    }
+    memcpy(topic, rt, rtl);
+    topic[rtl] = '\0';
+    *queue_id = (int32_t)strtol(rq, NULL, 10);      /* the pair ends at a 0x02: stops there */
+    return 0;
+}
+
 /* Build the re-append of the delayed record at (phys, size). 0, or -errno to skip it. */
 static int
 sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
@@ -297,21 +322,14 @@ sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
     struct rmq_broker *b = lv->b;
     struct rmq_seg_map *pin;
     struct rmq_record rec;
-    const uint8_t *p;
-    const char *rt, *rq;
-    size_t rtl, rql;
+    char topic[RMQ_TOPIC_NAME_MAX + 1];
+    int32_t qid;
     struct repost *r;
-    int ret = rmq_store_view(b->store, (uint64_t)e->phys_off, (uint32_t)e->size, &p, &pin);
+    int ret = rmq_broker__held_record(b->store, (uint64_t)e->phys_off, (uint32_t)e->size, &rec,
+                                      &pin, topic, &qid);
 
     if (ret < 0) {
         return ret;
-    }
-    if (rmq_record_decode(p, (size_t)e->size, false, &rec, NULL) != e->size ||
-        !rmq_props_get(rec.props, rec.props_len, "REAL_TOPIC", &rt, &rtl) ||
-        !rmq_props_get(rec.props, rec.props_len, "REAL_QID", &rq, &rql) ||
-        !rmq_topic_name_valid(rt, rtl)) {
-        rmq_store_unpin(b->store, pin);
-        return -EBADMSG;
     }
     r = malloc(sizeof(*r) + rec.props_len + 1);
     if (r == NULL) {
@@ -322,14 +340,14 @@ sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
     r->b = b;
     r->pin = pin;
     r->lv = lv;
-    memcpy(r->topic, rt, rtl);
-    r->topic[rtl] = '\0';
+    memcpy(r->topic, topic, sizeof(topic));
     r->m.rec = rec;
     r->m.rec.topic = r->topic;
-    r->m.rec.topic_len = (uint8_t)rtl;
-    r->m.rec.queue_id = (int32_t)strtol(rq, NULL, 10);  /* props end at a 0x02: stops there */
+    r->m.rec.topic_len = (uint8_t)strlen(topic);
+    r->m.rec.queue_id = qid;
     r->m.rec.props = r->props;
-    r->m.rec.props_len = (uint16_t)rmq_broker__props_copy_without(r->props, rec.props, rec.props_len, skip);
+    r->m.rec.props_len =
+        (uint16_t)rmq_broker__props_copy_without(r->props, rec.props, rec.props_len, skip);
     r->m.rec.sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
     memcpy(r->m.rec.store_ip, b->store_ip, 4);
     r->m.rec.store_port = (int32_t)b->srv.port;

@@ -601,10 +601,15 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     x->m.rec.props_len = (uint16_t)f.props.len;
     level = dead ? 0 : rmq_broker__delay_level(b, f.props.ptr, f.props.len);
     tx = f.sysflag & RMQ_SYSFLAG_TX_MASK;
-    if (deliver > 0) {
-        /* kept in the timer log until deliver (timer.c) */
+    if (level > 0 && ((tx != 0 && tx != RMQ_SYSFLAG_TX_COMMIT) ||
+                      strcmp(x->topic, RMQ_SCHEDULE_TOPIC) == 0)) {
+        level = 0;
+    }
+    /* a message kept aside until due, or on its way to the DLQ, gets new properties; the
+     * body moves along only when the frame was stitched (else it stays in its buffer) */
+    if (deliver > 0 || dead || level > 0 || x->bid < 0) {
         size_t body_copy = x->bid < 0 ? req->body_len : 0;
-        uint8_t *dst = malloc(body_copy + f.props.len + 200);
+        uint8_t *dst = malloc(body_copy + f.props.len + 256);
         size_t n;
 
         if (dst == NULL) {
@@ -616,79 +621,41 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
         if (body_copy > 0) {
             x->m.rec.body = keep(&dst, req->body, req->body_len);
         }
-        n = rmq_broker__timer_props((char *)dst, f.props.ptr, f.props.len, x->topic, queue_id,
-                                    deliver);
+        if (deliver > 0) {          /* kept in the timer log until then (timer.c) */
+            n = rmq_broker__timer_props((char *)dst, f.props.ptr, f.props.len, x->topic,
+                                        queue_id, deliver);
+        } else if (dead) {
+            n = rmq_broker__props_without_delay((char *)dst, f.props.ptr, f.props.len);
+        } else if (level > 0) {     /* SCHEDULE_TOPIC_XXXX queue level-1 (schedule.c) */
+            n = rmq_broker__delay_props((char *)dst, f.props.ptr, f.props.len, x->topic,
+                                        queue_id);
+        } else {
+            memcpy(dst, f.props.ptr, f.props.len);
+            n = f.props.len;
+        }
         if (n > RMQ_RECORD_PROPS_MAX) {
             rmq_broker__reply(c, &req->h, RMQ_RESP_MESSAGE_ILLEGAL,
-                              "the scheduled message's properties would exceed 32767 bytes");
+                              "the message's properties would exceed 32767 bytes once it is "
+                              "scheduled");
             ctx_put(x);
             return;
         }
         x->m.rec.props = (const char *)dst;
         x->m.rec.props_len = (uint16_t)n;
+    }
+    x->m.done = single_done;
+    if (deliver > 0) {
         x->m.rec.topic = RMQ_TIMER_TOPIC;
         x->m.rec.topic_len = sizeof(RMQ_TIMER_TOPIC) - 1;
         x->m.rec.queue_id = 0;
-        x->m.done = single_done;
         rmq_store_append(b->timer_store, &x->m);
         return;
     }
-    if (dead) {
-        uint8_t *dst = malloc((size_t)(x->bid < 0 ? req->body_len : 0) + f.props.len + 1);
-
-        if (dst == NULL) {
-            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
-            ctx_put(x);
-            return;
-        }
-        x->owned = dst;
-        if (x->bid < 0) {
-            x->m.rec.body = keep(&dst, req->body, req->body_len);
-        }
-        x->m.rec.props = (const char *)dst;
-        x->m.rec.props_len =
-            (uint16_t)rmq_broker__props_without_delay((char *)dst, f.props.ptr, f.props.len);
-    } else if (level > 0 && (tx == 0 || tx == RMQ_SYSFLAG_TX_COMMIT) &&
-        strcmp(x->topic, RMQ_SCHEDULE_TOPIC) != 0) {
-        /* delayed: stored for SCHEDULE_TOPIC_XXXX queue level-1 until due (schedule.c) */
-        size_t body_copy = x->bid < 0 ? req->body_len : 0;
-        uint8_t *dst = malloc(body_copy + f.props.len + 2 * RMQ_TOPIC_NAME_MAX);
-        size_t n;
-
-        if (dst == NULL) {
-            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
-            ctx_put(x);
-            return;
-        }
-        x->owned = dst;
-        if (body_copy > 0) {
-            x->m.rec.body = keep(&dst, req->body, req->body_len);
-        }
-        n = rmq_broker__delay_props((char *)dst, f.props.ptr, f.props.len, x->topic, queue_id);
-        if (n > RMQ_RECORD_PROPS_MAX) {
-            rmq_broker__reply(c, &req->h, RMQ_RESP_MESSAGE_ILLEGAL,
-                              "the delayed message's properties would exceed 32767 bytes");
-            ctx_put(x);
-            return;
-        }
-        x->m.rec.props = (const char *)dst;
-        x->m.rec.props_len = (uint16_t)n;
+    if (level > 0) {
         x->m.rec.topic = RMQ_SCHEDULE_TOPIC;
         x->m.rec.topic_len = sizeof(RMQ_SCHEDULE_TOPIC) - 1;
         x->m.rec.queue_id = level - 1;
-    } else if (x->bid < 0 && (req->body_len > 0 || f.props.len > 0)) {
-        uint8_t *dst = malloc((size_t)req->body_len + f.props.len);
-
-        if (dst == NULL) {
-            rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_BUSY, "broker out of memory");
-            ctx_put(x);
-            return;
-        }
-        x->owned = dst;
-        x->m.rec.body = keep(&dst, req->body, req->body_len);
-        x->m.rec.props = keep(&dst, f.props.ptr, f.props.len);
     }
-    x->m.done = single_done;
     rmq_store_append(b->store, &x->m);
 }
 

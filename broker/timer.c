@@ -203,19 +203,15 @@ deliver(struct rmq_wheel_entry *e, void *ctx)
     struct timer_item *it = rmq_container_of(e, struct timer_item, e);
     struct rmq_seg_map *pin;
     struct rmq_record rec;
-    const uint8_t *p;
-    const char *rt, *rq;
-    size_t rtl, rql;
+    char topic[RMQ_TOPIC_NAME_MAX + 1];
+    int32_t qid;
     struct delivery *d;
 
-    if (rmq_store_view(b->timer_store, it->phys, it->size, &p, &pin) < 0) {
+    if (rmq_broker__held_record(b->timer_store, it->phys, it->size, &rec, &pin, topic, &qid) < 0) {
         goto skip;
     }
-    if (rmq_record_decode(p, it->size, false, &rec, NULL) != (int64_t)it->size ||
-        !rmq_props_get(rec.props, rec.props_len, "REAL_TOPIC", &rt, &rtl) ||
-        !rmq_props_get(rec.props, rec.props_len, "REAL_QID", &rq, &rql) ||
-        !rmq_topic_name_valid(rt, rtl) ||
-        (d = malloc(sizeof(*d) + rec.props_len + 1)) == NULL) {
+    d = malloc(sizeof(*d) + rec.props_len + 1);
+    if (d == NULL) {
         rmq_store_unpin(b->timer_store, pin);
         goto skip;
     }
@@ -223,12 +219,11 @@ deliver(struct rmq_wheel_entry *e, void *ctx)
     d->b = b;
     d->it = it;
     d->pin = pin;
-    memcpy(d->topic, rt, rtl);
-    d->topic[rtl] = '\0';
+    memcpy(d->topic, topic, sizeof(topic));
     d->m.rec = rec;
     d->m.rec.topic = d->topic;
-    d->m.rec.topic_len = (uint8_t)rtl;
-    d->m.rec.queue_id = (int32_t)strtol(rq, NULL, 10);
+    d->m.rec.topic_len = (uint8_t)strlen(topic);
+    d->m.rec.queue_id = qid;
     d->m.rec.props = d->props;
     d->m.rec.props_len =
         (uint16_t)rmq_broker__props_copy_without(d->props, rec.props, rec.props_len, drop);
