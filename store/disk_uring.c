@@ -82,6 +82,8 @@ seg_path(const struct udisk *d, uint64_t start, char *out, size_t len)
     snprintf(out, len, "%s/%s", d->dir, name);
 }
 
+enum prep_step { PREP_OPEN, PREP_FALLOCATE, PREP_ZERO, PREP_WRITEBACK, PREP_DATASYNC };
+
 static void prep_step(struct udisk *d, int32_t res);
 
 static void
@@ -90,6 +92,9 @@ prep_done(struct rmq_op *op, int32_t res, uint32_t flags)
     struct udisk *d = rmq_container_of(op, struct udisk, prep_op);
 
     (void)flags;
+    if (d->prep_err < 0 && d->prep_step == PREP_OPEN && res >= 0 && d->prep_handle >= 0) {
+        d->segs[d->prep_handle].fd = res;       /* abandoned right after opening: close it */
+    }
     prep_step(d, d->prep_err < 0 ? d->prep_err : res);
 }
 
@@ -103,8 +108,10 @@ prep_finish(struct udisk *d, int32_t res)
             close(d->segs[d->prep_handle].fd);
         }
         d->segs[d->prep_handle].fd = -1;
-        /* a half-made file (ENOSPC mid-way) must not look like a segment at the next start */
-        if (unlink(d->prep_path) < 0 && errno != ENOENT) {
+        /* a half-made file (ENOSPC mid-way) must not look like a segment at the next start;
+         * an abandoned one stays: it may have existed before (made ahead by an earlier run,
+         * later segments beside it), and a whole-size preallocated file reads as zeros */
+        if (res != -ECANCELED && unlink(d->prep_path) < 0 && errno != ENOENT) {
             RMQ_WARN("store: removing half-prepared segment %s failed err=%s", d->prep_path,
                      strerror(errno));
         }
@@ -112,8 +119,6 @@ prep_finish(struct udisk *d, int32_t res)
     d->prep_req = NULL;
     req->done(req, res < 0 ? res : d->prep_handle);
 }
-
-enum prep_step { PREP_OPEN, PREP_FALLOCATE, PREP_ZERO, PREP_WRITEBACK, PREP_DATASYNC };
 
 /*
  * open → fallocate → zero writes, each SYNC_CHUNK written back before the next →
