@@ -301,6 +301,13 @@ int rmq_broker__held_record(struct rmq_store *s, uint64_t phys, uint32_t size,
                             struct rmq_record *rec, struct rmq_seg_map **pin, char *topic,
                             int32_t *queue_id);
 
+/* The record to append for a held one now due: its fields, topic and queue_id (copied
+ * into topic_buf), its properties without those in drop (into props_buf: props_len + 1
+ * bytes), IPv4 hosts, this broker as store host. The body stays where held points. */
+void rmq_broker__held_to_real(const struct rmq_broker *b, const struct rmq_record *held,
+                              const char *topic, int32_t queue_id, const char *const *drop,
+                              struct rmq_record *out, char *topic_buf, char *props_buf);
+
 /* Arbitrary delivery times (timer.c). */
 int rmq_broker__timer_init(struct rmq_broker *b);
 void rmq_broker__timer_start(struct rmq_broker *b);

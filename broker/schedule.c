@@ -314,6 +314,24 @@ rmq_broker__held_record(struct rmq_store *s, uint64_t phys, uint32_t size, struc
     return 0;
 }
 
+void
+rmq_broker__held_to_real(const struct rmq_broker *b, const struct rmq_record *held,
+                         const char *topic, int32_t queue_id, const char *const *drop,
+                         struct rmq_record *out, char *topic_buf, char *props_buf)
+{
+    *out = *held;
+    snprintf(topic_buf, RMQ_TOPIC_NAME_MAX + 1, "%s", topic);
+    out->topic = topic_buf;
+    out->topic_len = (uint8_t)strlen(topic_buf);
+    out->queue_id = queue_id;
+    out->props = props_buf;
+    out->props_len =
+        (uint16_t)rmq_broker__props_copy_without(props_buf, held->props, held->props_len, drop);
+    out->sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
+    memcpy(out->store_ip, b->store_ip, 4);
+    out->store_port = (int32_t)b->srv.port;
+}
+
 /* Build the re-append of the delayed record at (phys, size). 0, or -errno to skip it. */
 static int
 sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
@@ -340,17 +358,7 @@ sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
     r->b = b;
     r->pin = pin;
     r->lv = lv;
-    memcpy(r->topic, topic, sizeof(topic));
-    r->m.rec = rec;
-    r->m.rec.topic = r->topic;
-    r->m.rec.topic_len = (uint8_t)strlen(topic);
-    r->m.rec.queue_id = qid;
-    r->m.rec.props = r->props;
-    r->m.rec.props_len =
-        (uint16_t)rmq_broker__props_copy_without(r->props, rec.props, rec.props_len, skip);
-    r->m.rec.sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
-    memcpy(r->m.rec.store_ip, b->store_ip, 4);
-    r->m.rec.store_port = (int32_t)b->srv.port;
+    rmq_broker__held_to_real(b, &rec, topic, qid, skip, &r->m.rec, r->topic, r->props);
     r->m.done = sched_done;
     b->sends_in_flight++;
     rmq_store_append(b->store, &r->m);

@@ -219,15 +219,7 @@ deliver(struct rmq_wheel_entry *e, void *ctx)
     d->b = b;
     d->it = it;
     d->pin = pin;
-    memcpy(d->topic, topic, sizeof(topic));
-    d->m.rec = rec;
-    d->m.rec.topic = d->topic;
-    d->m.rec.topic_len = (uint8_t)strlen(topic);
-    d->m.rec.queue_id = qid;
-    d->m.rec.props = d->props;
-    d->m.rec.props_len =
-        (uint16_t)rmq_broker__props_copy_without(d->props, rec.props, rec.props_len, drop);
-    d->m.rec.sysflag &= ~(RMQ_SYSFLAG_BORNHOST_V6 | RMQ_SYSFLAG_STOREHOST_V6);
+    rmq_broker__held_to_real(b, &rec, topic, qid, drop, &d->m.rec, d->topic, d->props);
     d->m.done = delivered;
     b->sends_in_flight++;
     rmq_store_append(b->store, &d->m);
