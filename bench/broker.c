@@ -11,6 +11,10 @@
  *   pending     the pipelined ASYNC sends again with --delayed messages waiting at the
  *               longest delay level (2 h), then again with as many more waiting in the
  *               timer log (a day ahead): do waiting messages slow sends?
+ *   restart     kill -9 of the splice broker once it holds the messages, then ms until
+ *               it serves again (store recovery, and the walk for delivered scheduled
+ *               messages over a log with no delayOffset.json yet: the whole log, its
+ *               worst case); the splice pull then reads what survived
  * and the broker's own io_uring_enter count per message for each phase (from
  * GET_BROKER_RUNTIME_INFO before and after). Medians over --runs.
  */
@@ -69,9 +73,10 @@ log_port(void)
     return p != NULL ? (uint16_t)atoi(p + strlen("broker: ready port=")) : 0;
 }
 
-/* sync_flush: 0 ASYNC_FLUSH, 1 SYNC_FLUSH, 2 ASYNC_FLUSH with every pull spliced */
+/* sync_flush: 0 ASYNC_FLUSH, 1 SYNC_FLUSH, 2 ASYNC_FLUSH with every pull spliced;
+ * wipe: start on an empty directory (else on what the last broker there left) */
 static int
-broker_start(const char *base, int sync_flush)
+broker_launch(const char *base, int sync_flush, bool wipe)
 {
     char self[PATH_MAX];
     char bin[PATH_MAX + 16];
@@ -85,9 +90,12 @@ broker_start(const char *base, int sync_flush)
     self[n] = '\0';
     snprintf(bin, sizeof(bin), "%s/rmq-broker", dirname(self));
     snprintf(BR.dir, sizeof(BR.dir), "%s/broker-%d", base, sync_flush);
-    rmq_bench_sh("rm -rf %s", BR.dir);
-    rmq_bench_sh("mkdir -p %s", BR.dir);
+    if (wipe) {
+        rmq_bench_sh("rm -rf %s", BR.dir);
+        rmq_bench_sh("mkdir -p %s", BR.dir);
+    }
     snprintf(BR.log, sizeof(BR.log), "%s/broker.log", BR.dir);
+    unlink(BR.log);                 /* its "ready" line must be this start's */
     snprintf(root, sizeof(root), "--storePathRootDir=%s/data", BR.dir);
     BR.pid = fork();
     if (BR.pid == 0) {
@@ -110,6 +118,46 @@ broker_start(const char *base, int sync_flush)
         return -1;
     }
     return 0;
+}
+
+static int
+broker_start(const char *base, int sync_flush)
+{
+    return broker_launch(base, sync_flush, true);
+}
+
+/* kill -9 and start again on the same directory: ms until it serves, and the figures of
+ * its start walk for delivered scheduled messages (records, ms) from its log */
+static double
+broker_crash_restart(const char *base, int sync_flush, long long *walked, long long *walk_ms)
+{
+    uint64_t t0;
+    FILE *f;
+    char line[512];
+
+    kill(BR.pid, SIGKILL);
+    waitpid(BR.pid, NULL, 0);
+    BR.pid = 0;
+    t0 = rmq_clock_mono_ns();
+    if (broker_launch(base, sync_flush, false) < 0) {
+        return -1;
+    }
+    *walked = *walk_ms = 0;
+    f = fopen(BR.log, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        const char *p = strstr(line, "broker: walked ");
+
+        if (p != NULL) {
+            const char *in = strstr(p, " in ");
+
+            *walked = atoll(p + strlen("broker: walked "));
+            *walk_ms = in != NULL ? atoll(in + 4) : 0;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return (double)(rmq_clock_mono_ns() - t0) / 1e6;
 }
 
 static void
@@ -414,6 +462,9 @@ struct run_figures {
     double splice_enters;
     double pending_rate;            /* pipelined ASYNC sends with --delayed messages pending */
     double timer_rate;              /* the same with --delayed timer messages (a day ahead) */
+    double restart_ms;              /* kill -9, then until the broker serves again */
+    double walked;                  /* records its start walk read */
+    double walk_ms;
 };
 
 static double
@@ -511,11 +562,23 @@ rmq_bench_broker(int argc, char **argv)
             uint64_t e0, e1;
 
             pipelined_sends(pipe_count + count + count / 10, inflight, size);
-            e0 = broker_enters();
-            f->splice_mbs = pull_all();
-            e1 = broker_enters();
-            f->splice_enters = R.msgs > 0 ? (double)(e1 - e0) / (double)R.msgs : 0;
             rmq_bench_client_close(&CL.loop, &CL.nl, &CL.cl);
+            {
+                long long walked, walk_ms;
+
+                /* seconds old, no delayOffset.json yet: the start walk reads the whole log */
+                f->restart_ms = broker_crash_restart(dir, 2, &walked, &walk_ms);
+                f->walked = (double)walked;
+                f->walk_ms = (double)walk_ms;
+            }
+            if (f->restart_ms >= 0 &&
+                rmq_bench_client_open(&CL.loop, &CL.nl, &CL.cl, BR.port) == 0) {
+                e0 = broker_enters();
+                f->splice_mbs = pull_all();
+                e1 = broker_enters();
+                f->splice_enters = R.msgs > 0 ? (double)(e1 - e0) / (double)R.msgs : 0;
+                rmq_bench_client_close(&CL.loop, &CL.nl, &CL.cl);
+            }
         }
         broker_stop();
         fprintf(stderr, "run %d: base p50 %.1f us, async p50 %.1f us, sync p50 %.1f us, "
@@ -553,5 +616,7 @@ rmq_bench_broker(int argc, char **argv)
            MED(pull_mbs), MED(pull_enters));
     printf("%-44s %12.0f MB/s  %8.3f enters/msg  (x%.2f of copy)\n", "the same by splice",
            MED(splice_mbs), MED(splice_enters), MED(splice_mbs) / MED(pull_mbs));
+    printf("%-44s %12.0f ms    (walk for delivered scheduled messages: %.0f records in %.0f "
+           "ms)\n", "kill -9, restart until serving", MED(restart_ms), MED(walked), MED(walk_ms));
     return 0;
 }

@@ -169,31 +169,36 @@ static void
 h_view_by_id(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, void *ctx)
 {
     struct rmq_broker *b = ctx;
+    struct rmq_store *s = b->store;
     struct rmq_seg_map *pin = NULL;
     struct rmq_record rec;
     const uint8_t *p;
-    int64_t off;
+    int64_t off, at;
     uint32_t size;
 
     (void)ref;
     if (!rmq_broker__need_i64(c, req, "offset", &off)) {
         return;
     }
-    if (off < 0 || rmq_store_view(b->store, (uint64_t)off, 4, &p, &pin) < 0) {
+    at = off;
+    if (at > 0 && (at & RMQ_TIMER_LOG_ID_BIT) && b->timer_store != NULL) {
+        s = b->timer_store;         /* a timed message's id from its send answer */
+        at &= ~RMQ_TIMER_LOG_ID_BIT;
+    }
+    if (at < 0 || rmq_store_view(s, (uint64_t)at, 4, &p, &pin) < 0) {
         goto not_found;
     }
     size = rmq_get_be32(p);
-    rmq_store_unpin(b->store, pin);
-    if (size < RMQ_RECORD_MIN_SIZE ||
-        rmq_store_view(b->store, (uint64_t)off, size, &p, &pin) < 0) {
+    rmq_store_unpin(s, pin);
+    if (size < RMQ_RECORD_MIN_SIZE || rmq_store_view(s, (uint64_t)at, size, &p, &pin) < 0) {
         goto not_found;
     }
     if (rmq_record_decode(p, size, false, &rec, NULL) != (int64_t)size) {
-        rmq_store_unpin(b->store, pin);
+        rmq_store_unpin(s, pin);
         goto not_found;
     }
     rmq_broker__reply_ok(c, &req->h, p, size);
-    rmq_store_unpin(b->store, pin);
+    rmq_store_unpin(s, pin);
     return;
 not_found:
     rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "can not find message by the offset, %lld",
@@ -388,7 +393,14 @@ h_runtime_info(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufre
     kv(w, "getBytes", "%llu", (unsigned long long)b->stats.get_bytes);
     kv(w, "connections", "%u", b->srv.live_conns);
     kv(w, "pullSplices", "%llu", (unsigned long long)b->nl->stats.splices);
-    kv(w, "timerPending", "%llu", (unsigned long long)rmq_wheel_count(&b->wheel));
+    kv(w, "timerPending", "%llu", (unsigned long long)b->timer_waiting);
+    kv(w, "timerWaitingBytes", "%llu", (unsigned long long)b->timer_waiting_bytes);
+    kv(w, "timerLogMinOffset", "%llu",
+       (unsigned long long)(b->timer_store != NULL ? rmq_store_min_off(b->timer_store) : 0));
+    kv(w, "timerLogMaxOffset", "%llu",
+       (unsigned long long)(b->timer_store != NULL ? rmq_store_written_off(b->timer_store) : 0));
+    kv(w, "timerRolled", "%llu", (unsigned long long)b->stats.timer_rolled);
+    kv(w, "heldMarksRecovered", "%llu", (unsigned long long)b->stats.held_marks_recovered);
     rmq_jw_obj_end(w);
     rmq_jw_obj_end(w);
     rmq_broker__reply_json(b, c, &req->h, NULL);

@@ -79,6 +79,9 @@ static const struct rmq_config_key broker_keys[] = {
        "mapped segment (0: always the mapping, measured faster on loopback)"),
     BK("timerMaxDelaySec", RMQ_CONFIG_I64, timer_max_delay_sec, "7776000", 1, 366 * 86400,
        "furthest delivery time a message may ask for (TIMER_DELIVER_MS etc.), seconds ahead"),
+    BK("mappedFileSizeTimerLog", RMQ_CONFIG_I64, timer_seg_size, "104857600", 65536, 1LL << 30,
+       "segment size of the timer log (scheduled messages): a segment goes once its messages "
+       "were delivered"),
     BK("maxConnections", RMQ_CONFIG_I64, max_connections, "4096", 16, 65536,
        "client connections served at once; more are refused"),
     BK("clientChannelMaxIdleTimeSeconds", RMQ_CONFIG_I64, channel_idle_s, "120", 1, 86400,
@@ -424,6 +427,9 @@ open_store(struct rmq_broker *b)
     }
     rmq_store_on_arrival(b->store, rmq_broker__pull_arrival, b);
     ret = rmq_broker__delay_init(b);
+    if (ret == 0) {
+        ret = rmq_broker__marks_recover(b);
+    }
     return ret < 0 ? ret : rmq_broker__timer_init(b);
 }
 
@@ -487,6 +493,7 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     rmq_strmap_init(&b->producers);
     rmq_strmap_init(&b->locks);
     rmq_strmap_init(&b->parked);
+    rmq_list_init(&b->timer_fifo);
     rmq_jw_init(&b->out, RMQ_JSON_FASTJSON);
     b->register_soon.fn = register_soon_run;
     if (b->cfg.broker_ip1[0] == '\0') {

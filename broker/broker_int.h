@@ -132,10 +132,32 @@ struct rmq_broker_stats {
     uint64_t pulls_woken;
     uint64_t registrations;
     uint64_t registration_failures;
+    uint64_t held_marks_recovered;          /* deliveries found by the start's walk */
+    uint64_t timer_rolled;                  /* waiting messages copied to the log's head */
 };
 
 struct rmq_send_ctx;
 struct rmq_sched_level;
+struct rmq_timer_seg;
+
+/* A delivered copy of a held message names where it came from, so that a start after
+ * kill -9 knows it as delivered even when the progress that says so was lost. */
+#define RMQ_PROP_SCHEDULE_FROM "SCHEDULE_FROM"      /* "<level>:<schedule queue offset>" */
+#define RMQ_PROP_TIMER_FROM "TIMER_FROM"            /* its timer log queue 0 offset */
+/* A waiting message copied to the timer log's head (timer.c) names its older copy. */
+#define RMQ_PROP_TIMER_ROLLED_FROM "TIMER_ROLLED_FROM"
+
+/* In an offset message id, this bit of the offset says "in the timer log": a timed
+ * message's send answer names its record there, which VIEW_MESSAGE_BY_ID finds. */
+#define RMQ_TIMER_LOG_ID_BIT (1ll << 62)
+
+/* A timer message's delivered copy found in the commitlog at start (schedule.c walks,
+ * timer.c checks it against the timer log and writes its mark). */
+struct rmq_timer_found {
+    int64_t q0;
+    uint32_t body_crc;
+    uint64_t phys;                          /* where the copy lies in the commitlog */
+};
 
 struct rmq_broker {
     struct rmq_broker_config cfg;
@@ -173,6 +195,19 @@ struct rmq_broker {
     char timer_root[RMQ_STORE_PATH_MAX + 16];
     struct rmq_wheel wheel;                 /* messages waiting in the timer log */
     struct rmq_timer wheel_timer;
+    struct rmq_timer_seg **tsegs;           /* waiting messages per timer log segment */
+    uint64_t tseg_base;                     /* segment index of tsegs[0] */
+    uint32_t tseg_cap;
+    bool tseg_broken;                       /* a message not tracked: release nothing */
+    uint64_t timer_waiting;                 /* messages in the timer log not delivered */
+    uint64_t timer_waiting_bytes;
+    struct rmq_link timer_fifo;             /* deliveries not yet marked, in issue order */
+    struct rmq_timer timer_gc_timer;        /* segments released, sparse ones rolled */
+    uint32_t timer_rolls_in_flight;
+    struct rmq_timer_found *timer_found;    /* from the start's commitlog walk */
+    uint32_t timer_found_count;
+    uint64_t marks_scan_from;               /* delayOffset.json's scanFrom, read at start */
+    uint64_t marks_saved;                   /* scanFrom last written */
 
     struct rmq_sched_level *levels;         /* owned: one scheduler per delay level */
     uint32_t delay_level_count;
@@ -293,6 +328,14 @@ int32_t rmq_broker__delay_level(const struct rmq_broker *b, const char *props, s
  * written ends in 0x02, so dst needs len + 1 bytes. Returns the length. */
 size_t rmq_broker__props_copy_without(char *dst, const char *src, size_t len,
                                       const char *const *skip);
+/* Append name=val (strlen(name) + val_len + 2 bytes); returns that length. */
+size_t rmq_broker__props_add(char *dst, const char *name, const char *val, size_t val_len);
+/* Lowest commitlog offset at which a delivered held message may lie whose mark is not
+ * yet written (delay progress, timer marks): scanFrom in delayOffset.json. */
+uint64_t rmq_broker__marks_horizon(const struct rmq_broker *b);
+/* At start, before the timer log is read: walk the commitlog from the saved scanFrom,
+ * advance delay levels over deliveries found and collect timer ones (timer_found). */
+int rmq_broker__marks_recover(struct rmq_broker *b);
 
 /* A record kept aside until due (schedule topic or timer log) at (phys, size) of s:
  * decoded, with where it goes (REAL_TOPIC into topic[RMQ_TOPIC_NAME_MAX + 1], REAL_QID).
@@ -313,6 +356,8 @@ int rmq_broker__timer_init(struct rmq_broker *b);
 void rmq_broker__timer_start(struct rmq_broker *b);
 void rmq_broker__timer_stop(struct rmq_broker *b);
 void rmq_broker__timer_fini(struct rmq_broker *b);
+/* Issue position of the oldest delivery whose mark is not written, or UINT64_MAX. */
+uint64_t rmq_broker__timer_horizon(const struct rmq_broker *b);
 /* Delivery time asked for by props (TIMER_DELIVER_MS, TIMER_DELAY_MS, TIMER_DELAY_SEC):
  * 0 none or already due, -1 malformed or beyond timerMaxDelaySec. */
 int64_t rmq_broker__timer_deliver_ms(const struct rmq_broker *b, const char *props, size_t len);

@@ -8,10 +8,13 @@
  * in the order they were written (a level has one delay), so a level needs a single
  * timer, armed for its next entry's delivery time. A due record is appended again to
  * its real topic and queue, its body read straight from the mapped segment (no copy),
- * DELAY removed from its properties. A level's progress moves only once a batch's
- * re-appends are all stored, and is persisted in config/delayOffset.json (written when
- * it changed, with the consumer offsets, and at shutdown), so a graceful restart
- * delivers each message once; after kill -9 at most the last unpersisted batch again.
+ * DELAY removed from its properties and SCHEDULE_FROM=<level>:<queue offset> added. A
+ * level's progress moves over the entries whose re-append was stored and is persisted
+ * in config/delayOffset.json (with the consumer offsets, and at shutdown) together with
+ * scanFrom: the commitlog offset below which every delivered copy's progress is in the
+ * file. A start walks the commitlog from scanFrom and moves each level over the copies
+ * it finds, so even after kill -9 each delayed message is delivered once (timer.c's
+ * messages are found by the same walk).
  *
  * CONSUMER_SEND_MSG_BACK puts a consumer's failed message into %RETRY%<group> through
  * the same delay levels (3 + reconsumeTimes unless the client names one), or into
@@ -38,7 +41,8 @@ struct rmq_sched_level {
     struct rmq_broker *b;
     int32_t level;                  /* 1-based */
     int64_t offset;                 /* next schedule queue entry to deliver */
-    int64_t batch_end;              /* offset once the batch in flight is stored */
+    uint64_t done_mask;             /* bit i: offset + i delivered already */
+    uint64_t batch_from;            /* commitlog offset of the oldest unabsorbed delivery */
     uint32_t inflight;
     bool failed;
     struct rmq_timer timer;
@@ -51,6 +55,7 @@ struct repost {
     struct rmq_seg_map *pin;        /* the source record's mapping, for the body */
     char topic[RMQ_TOPIC_NAME_MAX + 1];
     struct rmq_sched_level *lv;     /* scheduler re-append, or NULL */
+    int64_t q;                      /* its schedule queue offset */
     struct rmq_conn_handle conn;    /* send-back: who to answer */
     struct rmq_saved_req req;
     char props[];                   /* the new property string */
@@ -98,8 +103,8 @@ rmq_broker__props_copy_without(char *dst, const char *src, size_t len, const cha
     return out;
 }
 
-static size_t
-props_add(char *dst, const char *name, const char *val, size_t val_len)
+size_t
+rmq_broker__props_add(char *dst, const char *name, const char *val, size_t val_len)
 {
     size_t n = strlen(name);
 
@@ -122,13 +127,14 @@ size_t
 rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *topic,
                         int32_t queue_id)
 {
-    static const char *const skip[] = {"REAL_TOPIC", "REAL_QID", NULL};
+    static const char *const skip[] = {"REAL_TOPIC", "REAL_QID", RMQ_PROP_SCHEDULE_FROM,
+                                       RMQ_PROP_TIMER_FROM, RMQ_PROP_TIMER_ROLLED_FROM, NULL};
     char qid[16];
     size_t n = rmq_broker__props_copy_without(dst, props, len, skip);
 
-    n += props_add(dst + n, "REAL_TOPIC", topic, strlen(topic));
+    n += rmq_broker__props_add(dst + n, "REAL_TOPIC", topic, strlen(topic));
     snprintf(qid, sizeof(qid), "%d", (int)queue_id);
-    n += props_add(dst + n, "REAL_QID", qid, strlen(qid));
+    n += rmq_broker__props_add(dst + n, "REAL_QID", qid, strlen(qid));
     return n;
 }
 
@@ -166,8 +172,9 @@ rmq_broker__delay_persist(struct rmq_broker *b)
     const char *text;
     size_t len;
     int ret;
+    uint64_t scan_from = rmq_broker__marks_horizon(b);
 
-    if (!b->delay_dirty) {
+    if (!b->delay_dirty && scan_from == b->marks_saved) {
         return 0;
     }
     rmq_jw_reset(&b->out, RMQ_JSON_FASTJSON);
@@ -179,6 +186,8 @@ rmq_broker__delay_persist(struct rmq_broker *b)
         rmq_jw_i64(&b->out, b->levels[i].offset);
     }
     rmq_jw_obj_end(&b->out);
+    rmq_jw_key(&b->out, "scanFrom");
+    rmq_jw_i64(&b->out, (int64_t)scan_from);
     rmq_jw_obj_end(&b->out);
     ret = rmq_jw_finish(&b->out, &text, &len);
     if (ret == 0) {
@@ -187,6 +196,7 @@ rmq_broker__delay_persist(struct rmq_broker *b)
     }
     if (ret == 0) {
         b->delay_dirty = false;
+        b->marks_saved = scan_from;
     }
     return ret;
 }
@@ -202,6 +212,7 @@ delay_load(struct rmq_broker *b)
     int ret;
 
     delay_path(b, path, sizeof(path));
+    b->marks_scan_from = 0;         /* no file: everything in the log may be a delivery */
     ret = rmq_file_read_all(path, DELAY_FILE_MAX, &text, &len);
     if (ret == -ENOENT) {
         return 0;
@@ -223,6 +234,11 @@ delay_load(struct rmq_broker *b)
 
         snprintf(key, sizeof(key), "%d", (int)b->levels[i].level);
         b->levels[i].offset = RMQ_MAX(rmq_json_get_i64(table, key, 0), 0);
+    }
+    b->marks_scan_from = (uint64_t)rmq_json_get_i64(root, "scanFrom", -1);
+    if (b->marks_scan_from == UINT64_MAX) {
+        RMQ_INFO("broker: %s has no scanFrom (written by an older version): deliveries "
+                 "since it was written are not looked for", path);
     }
     cJSON_Delete(root);
     free(text);
@@ -262,6 +278,17 @@ repost_free(struct repost *r)
     free(r);
 }
 
+/* Move offset over the entries delivered at its front. */
+static void
+level_advance(struct rmq_sched_level *lv)
+{
+    while (lv->done_mask & 1) {
+        lv->done_mask >>= 1;
+        lv->offset++;
+        lv->b->delay_dirty = true;
+    }
+}
+
 /* A re-append of a due message completed. */
 static void
 sched_done(struct rmq_store_msg *m, int status)
@@ -269,7 +296,14 @@ sched_done(struct rmq_store_msg *m, int status)
     struct repost *r = rmq_container_of(m, struct repost, m);
     struct rmq_sched_level *lv = r->lv;
 
-    if (status != 0 && status != -ETIMEDOUT) {
+    if (status == 0 || status == -ETIMEDOUT || status == -EMSGSIZE || status == -EINVAL) {
+        if (status == -EMSGSIZE || status == -EINVAL) {
+            RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "broker: delayed message at schedule queue %d "
+                       "offset %lld can never be stored in %s err=%s, dropped",
+                       (int)lv->level - 1, (long long)r->q, r->topic, strerror(-status));
+        }
+        lv->done_mask |= 1ull << (r->q - lv->offset);
+    } else {
         lv->failed = true;
         RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "broker: delayed message not delivered to %s level=%d "
                    "err=%s, retrying in %d ms", r->topic, (int)lv->level, strerror(-status),
@@ -279,13 +313,12 @@ sched_done(struct rmq_store_msg *m, int status)
     if (--lv->inflight > 0) {
         return;
     }
+    level_advance(lv);
     if (lv->failed) {
         lv->failed = false;
         level_arm(lv, RETRY_PAUSE_MS);
         return;
     }
-    lv->offset = lv->batch_end;
-    lv->b->delay_dirty = true;
     level_run(lv);
 }
 
@@ -332,11 +365,14 @@ rmq_broker__held_to_real(const struct rmq_broker *b, const struct rmq_record *he
     out->store_port = (int32_t)b->srv.port;
 }
 
-/* Build the re-append of the delayed record at (phys, size). 0, or -errno to skip it. */
+/* Re-append the delayed record of entry e (queue offset q). 0, or -errno to skip it. */
 static int
-sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
+sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e, int64_t q)
 {
-    static const char *const skip[] = {"DELAY", NULL};
+    static const char *const skip[] = {"DELAY", RMQ_PROP_SCHEDULE_FROM, RMQ_PROP_TIMER_FROM,
+                                       RMQ_PROP_TIMER_ROLLED_FROM, NULL};
+    char mark[40];
+    int mark_len;
     struct rmq_broker *b = lv->b;
     struct rmq_seg_map *pin;
     struct rmq_record rec;
@@ -349,7 +385,7 @@ sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
     if (ret < 0) {
         return ret;
     }
-    r = malloc(sizeof(*r) + rec.props_len + 1);
+    r = malloc(sizeof(*r) + rec.props_len + 64);
     if (r == NULL) {
         rmq_store_unpin(b->store, pin);
         return -ENOMEM;
@@ -358,7 +394,15 @@ sched_repost(struct rmq_sched_level *lv, const struct rmq_cq_entry *e)
     r->b = b;
     r->pin = pin;
     r->lv = lv;
+    r->q = q;
     rmq_broker__held_to_real(b, &rec, topic, qid, skip, &r->m.rec, r->topic, r->props);
+    mark_len = snprintf(mark, sizeof(mark), "%d:%lld", (int)lv->level, (long long)q);
+    if (r->m.rec.props_len + sizeof(RMQ_PROP_SCHEDULE_FROM) + (size_t)mark_len + 1 <=
+        RMQ_RECORD_PROPS_MAX) {
+        /* (no room: delivered at least once after a crash, as without the mark) */
+        r->m.rec.props_len += (uint16_t)rmq_broker__props_add(
+            r->props + r->m.rec.props_len, RMQ_PROP_SCHEDULE_FROM, mark, (size_t)mark_len);
+    }
     r->m.done = sched_done;
     b->sends_in_flight++;
     rmq_store_append(b->store, &r->m);
@@ -371,20 +415,31 @@ level_run(struct rmq_sched_level *lv)
     struct rmq_broker *b = lv->b;
     uint64_t now = now_ms();
     uint32_t n = 0;
-    int64_t q = lv->offset;
-    int64_t min;
+    int64_t q, end, min;
 
     if (lv->inflight > 0 || b->stopping) {
         return;
     }
+    level_advance(lv);
     min = rmq_store_queue_min(b->store, RMQ_SCHEDULE_TOPIC, sizeof(RMQ_SCHEDULE_TOPIC) - 1,
                               lv->level - 1);
-    if (min > q) {
-        q = min;                    /* retention removed entries never delivered */
+    if (min > lv->offset) {
+        /* retention removed entries never delivered */
+        lv->done_mask = min - lv->offset >= 64 ? 0 : lv->done_mask >> (min - lv->offset);
+        lv->offset = min;
+        b->delay_dirty = true;
+        level_advance(lv);
     }
-    for (; n < DELAY_BATCH; q++) {
+    if (lv->done_mask == 0) {
+        lv->batch_from = rmq_store_written_off(b->store);
+    }
+    end = lv->offset + 64;          /* done_mask's reach */
+    for (q = lv->offset; n < DELAY_BATCH && q < end; q++) {
         struct rmq_cq_entry e;
 
+        if ((lv->done_mask >> (q - lv->offset)) & 1) {
+            continue;
+        }
         if (rmq_store_queue_entry(b->store, RMQ_SCHEDULE_TOPIC, sizeof(RMQ_SCHEDULE_TOPIC) - 1,
                                   lv->level - 1, q, &e) < 0) {
             break;                  /* nothing more: the arrival hook wakes us */
@@ -393,23 +448,146 @@ level_run(struct rmq_sched_level *lv)
             level_arm(lv, (uint64_t)e.tags_code - now);
             break;
         }
-        if (sched_repost(lv, &e) < 0) {
+        if (sched_repost(lv, &e, q) < 0) {
             RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "broker: delayed message at schedule queue %d "
                        "offset %lld unreadable or without REAL_TOPIC/REAL_QID, skipped",
                        (int)lv->level - 1, (long long)q);
+            lv->done_mask |= 1ull << (q - lv->offset);
             continue;
         }
         n++;
     }
-    if (n == 0) {
-        if (q != lv->offset) {
-            lv->offset = q;
-            b->delay_dirty = true;
-        }
-        return;
-    }
     lv->inflight = n;
-    lv->batch_end = q;
+    if (n == 0) {
+        level_advance(lv);
+        if (q == end) {
+            level_arm(lv, 0);       /* a window of skipped entries: go on after them */
+        }
+    }
+}
+
+uint64_t
+rmq_broker__marks_horizon(const struct rmq_broker *b)
+{
+    uint64_t h = RMQ_MIN(rmq_store_written_off(b->store), rmq_broker__timer_horizon(b));
+
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        if (b->levels[i].inflight > 0 || b->levels[i].done_mask != 0) {
+            h = RMQ_MIN(h, b->levels[i].batch_from);
+        }
+    }
+    return h;
+}
+
+struct mark_walk {
+    struct rmq_broker *b;
+    uint32_t delayed;
+    uint32_t timer_cap;
+    uint64_t records;
+};
+
+/* Body CRC of the record behind (topic, queue_id, qoff) of s, or -1. */
+static int64_t
+entry_body_crc(struct rmq_store *s, const char *topic, int32_t queue_id, int64_t qoff)
+{
+    struct rmq_cq_entry ce;
+    struct rmq_seg_map *pin;
+    struct rmq_record rec;
+    const uint8_t *p;
+    int64_t crc = -1;
+
+    if (rmq_store_queue_entry(s, topic, (uint32_t)strlen(topic), queue_id, qoff, &ce) < 0 ||
+        rmq_store_view(s, (uint64_t)ce.phys_off, (uint32_t)ce.size, &p, &pin) < 0) {
+        return -1;
+    }
+    if (rmq_record_decode(p, (size_t)ce.size, false, &rec, NULL) == ce.size) {
+        crc = (int64_t)(uint32_t)rec.body_crc;
+    }
+    rmq_store_unpin(s, pin);
+    return crc;
+}
+
+static int
+mark_seen(void *ctx, const struct rmq_record *rec, const uint8_t *raw, uint32_t size)
+{
+    struct mark_walk *w = ctx;
+    struct rmq_broker *b = w->b;
+    const char *v;
+    size_t vl;
+
+    (void)raw;
+    (void)size;
+    w->records++;
+    if (rmq_props_get(rec->props, rec->props_len, RMQ_PROP_SCHEDULE_FROM, &v, &vl)) {
+        char *colon;
+        long level = strtol(v, &colon, 10);
+        long long q = *colon == ':' ? strtoll(colon + 1, NULL, 10) : -1;
+        struct rmq_sched_level *lv;
+
+        if (level < 1 || level > (long)b->delay_level_count) {
+            return 0;
+        }
+        lv = &b->levels[level - 1];
+        /* a copy of this very entry (same body), not a forwarded look-alike */
+        if (q >= lv->offset && q < lv->offset + 64 &&
+            entry_body_crc(b->store, RMQ_SCHEDULE_TOPIC, (int32_t)level - 1, q) ==
+                (int64_t)rec->body_crc) {
+            lv->done_mask |= 1ull << (q - lv->offset);
+            w->delayed++;
+        }
+    } else if (rmq_props_get(rec->props, rec->props_len, RMQ_PROP_TIMER_FROM, &v, &vl)) {
+        struct rmq_timer_found *f;
+
+        if (b->timer_found_count == w->timer_cap) {
+            uint32_t cap = RMQ_MAX(w->timer_cap * 2, 64u);
+
+            f = realloc(b->timer_found, cap * sizeof(*f));
+            if (f == NULL) {
+                return -ENOMEM;
+            }
+            b->timer_found = f;
+            w->timer_cap = cap;
+        }
+        f = &b->timer_found[b->timer_found_count++];
+        f->q0 = strtoll(v, NULL, 10);
+        f->body_crc = rec->body_crc;
+        f->phys = (uint64_t)rec->phys_off;
+    }
+    return 0;
+}
+
+int
+rmq_broker__marks_recover(struct rmq_broker *b)
+{
+    struct mark_walk w = {.b = b};
+    uint64_t from = b->marks_scan_from;
+    uint64_t to = rmq_store_written_off(b->store);
+    uint64_t t0 = rmq_clock_mono_ns();
+    int ret;
+
+    b->marks_saved = UINT64_MAX;    /* written again at the first persist */
+    if (from == UINT64_MAX || from >= to) {
+        return 0;
+    }
+    ret = rmq_store_walk(b->store, from, mark_seen, &w);
+    if (ret < 0) {
+        RMQ_ERROR("broker: commitlog walk for delivered scheduled messages from %llu failed "
+                  "err=%s", (unsigned long long)from, strerror(-ret));
+        return ret;
+    }
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        struct rmq_sched_level *lv = &b->levels[i];
+
+        lv->batch_from = from;      /* bits not absorbed yet keep scanFrom here */
+        level_advance(lv);
+    }
+    b->stats.held_marks_recovered += w.delayed;
+    RMQ_INFO("broker: walked %llu records (%llu bytes) from scanFrom in %llu ms: %u delayed "
+             "and %u timer messages found delivered", (unsigned long long)w.records,
+             (unsigned long long)(to - from),
+             (unsigned long long)((rmq_clock_mono_ns() - t0) / 1000000u), w.delayed,
+             b->timer_found_count);
+    return 0;
 }
 
 void
@@ -500,7 +678,9 @@ sendback_done(struct rmq_store_msg *m, int status)
 static void
 h_sendback(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, void *ctx)
 {
-    static const char *const skip[] = {"DELAY", "REAL_TOPIC", "REAL_QID", "WAIT", NULL};
+    static const char *const skip[] = {"DELAY", "REAL_TOPIC", "REAL_QID", "WAIT",
+                                       RMQ_PROP_SCHEDULE_FROM, RMQ_PROP_TIMER_FROM,
+                                       RMQ_PROP_TIMER_ROLLED_FROM, NULL};
     struct rmq_broker *b = ctx;
     char group[RMQ_GROUP_NAME_MAX + 1];
     char retry[RMQ_TOPIC_NAME_MAX + 1];
@@ -579,11 +759,11 @@ h_sendback(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *r
     snprintf(r->topic, sizeof(r->topic), "%s", to_dlq ? dlq : retry);
     n = rmq_broker__props_copy_without(r->props, rec.props, rec.props_len, skip);
     if (!rmq_props_get(rec.props, rec.props_len, "RETRY_TOPIC", &v, &vl)) {
-        n += props_add(r->props + n, "RETRY_TOPIC", rec.topic, rec.topic_len);
+        n += rmq_broker__props_add(r->props + n, "RETRY_TOPIC", rec.topic, rec.topic_len);
     }
     if (!rmq_props_get(rec.props, rec.props_len, "ORIGIN_MESSAGE_ID", &v, &vl)) {
         rmq_msg_offset_id(origin, rec.store_ip, rec.store_port, rec.phys_off);
-        n += props_add(r->props + n, "ORIGIN_MESSAGE_ID", origin, 32);
+        n += rmq_broker__props_add(r->props + n, "ORIGIN_MESSAGE_ID", origin, 32);
     }
     r->m.rec = rec;
     r->m.rec.reconsume_times = rec.reconsume_times + 1;
@@ -596,9 +776,9 @@ h_sendback(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *r
     } else {
         /* through the delay levels: stored for SCHEDULE_TOPIC_XXXX, re-put when due */
         snprintf(level_s, sizeof(level_s), "%d", (int)level);
-        n += props_add(r->props + n, "DELAY", level_s, strlen(level_s));
-        n += props_add(r->props + n, "REAL_TOPIC", r->topic, strlen(r->topic));
-        n += props_add(r->props + n, "REAL_QID", "0", 1);
+        n += rmq_broker__props_add(r->props + n, "DELAY", level_s, strlen(level_s));
+        n += rmq_broker__props_add(r->props + n, "REAL_TOPIC", r->topic, strlen(r->topic));
+        n += rmq_broker__props_add(r->props + n, "REAL_QID", "0", 1);
         r->m.rec.topic = RMQ_SCHEDULE_TOPIC;
         r->m.rec.queue_id = level - 1;
     }

@@ -213,7 +213,12 @@ answer(struct rmq_send_ctx *x)
             }
             rmq_header_add(&resp, "msgId", ids != NULL ? ids : "");
         } else {
-            rmq_msg_offset_id(one_id, b->store_ip, (int32_t)b->srv.port, first->phys_off);
+            int64_t off = first->phys_off;
+
+            if (x->m.rec.topic == (const char *)RMQ_TIMER_TOPIC) {
+                off |= RMQ_TIMER_LOG_ID_BIT;        /* the record waits in the timer log */
+            }
+            rmq_msg_offset_id(one_id, b->store_ip, (int32_t)b->srv.port, off);
             rmq_header_add(&resp, "msgId", one_id);
         }
         rmq_header_add_i64(&resp, "queueId", first->queue_id);

@@ -1285,6 +1285,12 @@ rmq_store_flushed_off(const struct rmq_store *s)
 }
 
 uint64_t
+rmq_store_dispatched_off(const struct rmq_store *s)
+{
+    return s->dispatched_off;
+}
+
+uint64_t
 rmq_store_min_off(const struct rmq_store *s)
 {
     return s->min_off;

@@ -99,6 +99,7 @@ delete_step(struct rmq_store *s, int used)
     bool expired;
     bool in_window;
     bool force;
+    bool released;
     time_t t = (time_t)(now / 1000);
     struct tm tm;
     int h;
@@ -118,12 +119,16 @@ delete_step(struct rmq_store *s, int used)
     expired = now - last_write > (int64_t)s->cfg.file_reserved_ms;
     in_window = (s->cfg.delete_hours_mask >> tm.tm_hour) & 1;
     force = used >= (int)s->cfg.disk_force_ratio;
-    if (!(expired && (in_window || used >= (int)s->cfg.disk_max_used_ratio)) && !force) {
+    released = next_start <= s->release_off;
+    if (!(expired && (in_window || used >= (int)s->cfg.disk_max_used_ratio)) && !force &&
+        !released) {
         return false;
     }
     RMQ_INFO("store: deleting commitlog segment start=%llu (%s, disk %d%% used)",
              (unsigned long long)s->segs[0].start,
-             expired ? "expired" : "disk over diskSpaceCleanForciblyRatio", used);
+             released ? "released by its owner" : expired ? "expired"
+                                                          : "disk over diskSpaceCleanForciblyRatio",
+             used);
     h = s->segs[0].handle;
     rmq_store__seg_map_drop(s, &s->segs[0]);
     memmove(s->segs, s->segs + 1, (size_t)(s->seg_count - 1) * sizeof(*s->segs));
@@ -145,6 +150,12 @@ delete_step(struct rmq_store *s, int used)
     s->disk->ops->remove(s->disk, h, &s->remove_req);
     s->stats.segments_deleted++;
     return true;
+}
+
+void
+rmq_store_release_below(struct rmq_store *s, uint64_t phys)
+{
+    s->release_off = RMQ_MAX(s->release_off, phys);
 }
 
 static void

@@ -147,6 +147,8 @@ void rmq_store_destroy(struct rmq_store *s);
 
 uint64_t rmq_store_written_off(const struct rmq_store *s);
 uint64_t rmq_store_flushed_off(const struct rmq_store *s);
+/* Every record below has its consume queue entry and its arrival call. */
+uint64_t rmq_store_dispatched_off(const struct rmq_store *s);
 /* Next queue offset of (topic, queue_id): how many records it holds. */
 int64_t rmq_store_queue_max(const struct rmq_store *s, const char *topic, uint32_t topic_len,
                             int32_t queue_id);
@@ -242,5 +244,23 @@ int64_t rmq_store_queue_earliest_time(struct rmq_store *s, const char *topic,
 int64_t rmq_store_earliest_time(struct rmq_store *s);
 /* Lowest log offset still on disk (start of the first segment). */
 uint64_t rmq_store_min_off(const struct rmq_store *s);
+
+/* One record met by rmq_store_walk: decoded (rec->phys_off is where it lies) and its
+ * raw bytes, both valid during the call only. Non-zero stops the walk (< 0: an error
+ * the walk returns). */
+typedef int (*rmq_store_walk_fn)(void *ctx, const struct rmq_record *rec, const uint8_t *raw,
+                                 uint32_t size);
+/*
+ * Visit the records from `from` up to written_off in log order, in place (no copy).
+ * from must be a record boundary: a value written_off had, a record's phys_off or
+ * a segment start; below the log start it starts there. 0, fn's error, or -EBADMSG
+ * when something other than a record lies where one must (logged). Control path.
+ */
+int rmq_store_walk(struct rmq_store *s, uint64_t from, rmq_store_walk_fn fn, void *ctx);
+
+/* The owner needs nothing below phys any more (the timer log's delivered messages):
+ * segments wholly below it go at the next retention steps, whatever their age and
+ * deleteWhen. The current segment and unflushed ones stay, as always. */
+void rmq_store_release_below(struct rmq_store *s, uint64_t phys);
 
 #endif

@@ -181,6 +181,7 @@ struct rmq_store {
     bool remove_in_flight;
     struct rmq_disk_req remove_req;
     uint64_t min_off;               /* start of the first segment */
+    uint64_t release_off;           /* rmq_store_release_below: nothing below is needed */
     uint64_t mem_window;            /* 40% of RAM: a pull's "in memory" distance */
     bool prep_failed;               /* the last segment preparation failed */
     int prep_err;
