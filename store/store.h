@@ -1,6 +1,6 @@
 /*
  * The commitlog store: one single writer on one loop, records in the RocketMQ 4.x
- * layout (store/record.h) appended to fixed-size segments.
+ * layout (core/record.h) appended to fixed-size segments.
  *
  * Append: the caller fills a struct rmq_store_msg (record fields, body pointer) and
  * keeps it and its body alive until done runs. Appends of one loop iteration form
@@ -36,7 +36,7 @@
 #include "core/list.h"
 #include "core/loop.h"
 #include "store/disk.h"
-#include "store/record.h"
+#include "core/record.h"
 
 #define RMQ_DELAY_LEVELS_MAX 64
 #define RMQ_SCHEDULE_TOPIC "SCHEDULE_TOPIC_XXXX"

@@ -25,7 +25,7 @@
 #include "core/util.h"
 #include "net/codes.h"
 #include "net/json.h"
-#include "store/record.h"
+#include "core/record.h"
 #include "tests/integration/harness.h"
 #include "tests/unit/vectors.h"
 

@@ -13,7 +13,7 @@
 #include "core/log.h"
 #include "core/be.h"
 #include "core/util.h"
-#include "store/record.h"
+#include "core/record.h"
 
 struct rmq_loop loop;
 struct fake_disk *fd_;

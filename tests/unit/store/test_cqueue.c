@@ -10,7 +10,7 @@
 #include "core/be.h"
 #include "core/clock.h"
 #include "core/util.h"
-#include "store/record.h"
+#include "core/record.h"
 #include "tests/unit/store/harness.h"
 
 TestSuite(cqueue, .init = store_setup, .fini = store_teardown, .timeout = 60);

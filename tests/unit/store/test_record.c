@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/record.h"
+#include "core/record.h"
 #include "tests/unit/vectors.h"
 
 #define PROPS "TAGS\001TagA\002KEYS\001key1 key2\002UNIQ_KEY\001" \

@@ -4,7 +4,7 @@
  * garbled tails, so every length is checked against the record size and the bytes
  * available before anything is read.
  */
-#include "store/record.h"
+#include "core/record.h"
 
 #include <errno.h>
 #include <string.h>

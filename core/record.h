@@ -1,5 +1,6 @@
 /*
- * Commitlog records, end-of-segment fillers and consume-queue entries in the
+ * The message record format shared by the store, pulls, batches and clients: commitlog
+ * records, end-of-segment fillers and consume-queue entries in the
  * RocketMQ 4.x layout (spec/STORE.md §2, §3, §11). A record is byte for byte what a
  * PULL response carries, so it is written once and never re-encoded.
  *
@@ -37,8 +38,8 @@
  *     8     4  record size
  *    12     8  tag hash code (or delivery time for SCHEDULE_TOPIC_XXXX)
  */
-#ifndef RMQ_STORE_RECORD_H
-#define RMQ_STORE_RECORD_H
+#ifndef RMQ_CORE_RECORD_H
+#define RMQ_CORE_RECORD_H
 
 #include <stdbool.h>
 #include <stddef.h>
