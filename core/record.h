@@ -4,6 +4,10 @@
  * RocketMQ 4.x layout (spec/STORE.md §2, §3, §11). A record is byte for byte what a
  * PULL response carries, so it is written once and never re-encoded.
  *
+ * In core although core otherwise knows nothing about messages (STYLE.md §1): this one
+ * layout is the store's, the pull body's and the client's, and core is the only module
+ * all three may include; a module of its own would be a fourth edge for the same bytes.
+ *
  * Commitlog record, IPv4 hosts (the only layout ali-ons and the cpp client decode),
  * big-endian:
  *   off  size  field
