@@ -128,8 +128,10 @@ h_min_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref 
     if (!need_queue(c, req, &q)) {
         return;
     }
+    /* a queue nothing was written to yet starts at 0, as the reference answers */
     reply_i64(c, &req->h, "offset",
-              rmq_store_queue_min(b->store, q.topic, (uint32_t)strlen(q.topic), q.queue_id));
+              RMQ_MAX(rmq_store_queue_min(b->store, q.topic, (uint32_t)strlen(q.topic),
+                                          q.queue_id), 0));
 }
 
 static void
@@ -614,11 +616,26 @@ h_consume_stats(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
             consume_stats_topic(b, group, tc);
         }
     } else {
+        char t[RMQ_TOPIC_NAME_MAX + 1];
+        uint32_t pos = 0;
+
         for (uint32_t i = 0; g != NULL && i < g->sub_count; i++) {
             const struct rmq_topic_config *tc =
                 rmq_topics_get(&b->topics, g->subs[i].topic, strlen(g->subs[i].topic));
 
             if (tc != NULL) {
+                consume_stats_topic(b, group, tc);
+            }
+        }
+        /* and, as the reference does for groups not online, the topics it committed on */
+        while (rmq_offsets_next_topic(&b->offsets, group, &pos, t)) {
+            const struct rmq_topic_config *tc = rmq_topics_get(&b->topics, t, strlen(t));
+            bool subscribed = false;
+
+            for (uint32_t i = 0; g != NULL && i < g->sub_count && !subscribed; i++) {
+                subscribed = strcmp(g->subs[i].topic, t) == 0;
+            }
+            if (tc != NULL && !subscribed) {
                 consume_stats_topic(b, group, tc);
             }
         }

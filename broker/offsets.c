@@ -275,3 +275,23 @@ rmq_offsets_fini(struct rmq_offsets *o)
     free(o->path);
     o->path = NULL;
 }
+
+bool
+rmq_offsets_next_topic(const struct rmq_offsets *o, const char *group, uint32_t *pos, char *topic)
+{
+    size_t glen = strlen(group);
+    void *v;
+
+    while ((v = rmq_strmap_next(&o->map, pos)) != NULL) {
+        const char *key = ((const struct offset_entry *)v)->key;
+        const char *at = strchr(key, '@');      /* names hold no '@' */
+
+        if (at != NULL && strlen(at + 1) == glen && memcmp(at + 1, group, glen) == 0 &&
+            (size_t)(at - key) <= RMQ_TOPIC_NAME_MAX) {
+            memcpy(topic, key, (size_t)(at - key));
+            topic[at - key] = '\0';
+            return true;
+        }
+    }
+    return false;
+}

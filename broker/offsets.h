@@ -42,6 +42,10 @@ int rmq_offsets_commit(struct rmq_offsets *o, const char *topic, const char *gro
 /* The stored offset, or -1 when none was ever committed (a stored negative reads as is). */
 int64_t rmq_offsets_query(const struct rmq_offsets *o, const char *topic, const char *group,
                           int32_t queue_id);
+/* The next topic (from *pos, which starts at 0) holding offsets of group, copied into
+ * topic (RMQ_TOPIC_NAME_MAX + 1 bytes); false at the end. */
+bool rmq_offsets_next_topic(const struct rmq_offsets *o, const char *group, uint32_t *pos,
+                            char *topic);
 /* Write the file if anything changed since the last write: 0 or -errno (stays dirty). */
 int rmq_offsets_persist(struct rmq_offsets *o);
 
