@@ -1,0 +1,524 @@
+/*
+ * libringmq and the rmq command line against the real daemons on loopback: a standalone
+ * broker (its NameServer inside), and for fail-over a second broker registered with it.
+ * Only the public header client/ringmq.h is used for the library.
+ */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client/ringmq.h"
+#include "core/clock.h"
+#include "net/codes.h"
+#include "tests/integration/harness.h"
+
+static struct daemon A, B2;
+static char ns[32];
+static char addr_a[32];
+
+static void
+start_a(const char *const *extra)
+{
+    char bin[PATH_MAX];
+    char root[128];
+    const char *argv[24];
+    int argc = 0;
+
+    daemon_path("rmq-broker", bin, sizeof(bin));
+    if (A.dir[0] == '\0') {
+        snprintf(A.dir, sizeof(A.dir), "/tmp/rmq-client-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(A.dir));
+    }
+    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", A.dir);
+    argv[argc++] = bin;
+    argv[argc++] = "--standalone";
+    argv[argc++] = "--listenPort=0";
+    argv[argc++] = "--namesrvListenPort=0";
+    argv[argc++] = "--bindAddress=127.0.0.1";
+    argv[argc++] = "--brokerIP1=127.0.0.1";
+    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
+    argv[argc++] = root;
+    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    daemon_spawn(&A, "broker-a", argv, "broker: ready port=");
+    snprintf(ns, sizeof(ns), "127.0.0.1:%u", daemon_log_int(&A, "namesrv_port="));
+    snprintf(addr_a, sizeof(addr_a), "127.0.0.1:%u", A.port);
+}
+
+static void
+start_b(void)
+{
+    char bin[PATH_MAX];
+    char root[128];
+    char nsarg[64];
+    const char *argv[16];
+    int argc = 0;
+
+    daemon_path("rmq-broker", bin, sizeof(bin));
+    snprintf(B2.dir, sizeof(B2.dir), "/tmp/rmq-client-test-b-XXXXXX");
+    cr_assert_not_null(mkdtemp(B2.dir));
+    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", B2.dir);
+    snprintf(nsarg, sizeof(nsarg), "--namesrvAddr=%s", ns);
+    argv[argc++] = bin;
+    argv[argc++] = "--brokerName=broker-b";
+    argv[argc++] = "--listenPort=0";
+    argv[argc++] = "--bindAddress=127.0.0.1";
+    argv[argc++] = "--brokerIP1=127.0.0.1";
+    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
+    argv[argc++] = nsarg;
+    argv[argc++] = root;
+    argv[argc] = NULL;
+    daemon_spawn(&B2, "broker-b", argv, "broker: ready port=");
+}
+
+static void
+cleanup(void)
+{
+    cleanup_one(&A);
+    cleanup_one(&B2);
+}
+
+TestSuite(client, .fini = cleanup, .timeout = 120);
+
+static struct rmq_options
+opts(const char *group)
+{
+    struct rmq_options o = {.namesrv = ns, .group = group};
+
+    return o;
+}
+
+/* UPDATE_AND_CREATE_TOPIC on the broker at addr. */
+static void
+create_topic(struct rmq_admin *a, const char *addr, const char *topic, int queues)
+{
+    char q[8];
+    int code;
+    char remark[256];
+
+    snprintf(q, sizeof(q), "%d", queues);
+    {
+        const char *const fields[] = {"topic", topic, "readQueueNums", q, "writeQueueNums", q,
+                                      "perm", "6", NULL};
+
+        cr_assert_eq(rmq_admin_call(a, addr, RMQ_REQ_UPDATE_AND_CREATE_TOPIC, fields, NULL, 0,
+                                    &code, remark, sizeof(remark), NULL, NULL), 0, "%s",
+                     rmq_last_error());
+    }
+    cr_assert_eq(code, RMQ_RESP_SUCCESS, "%s", remark);
+}
+
+/* ---- every send mode, read back by the pull consumer ---------------------------------------- */
+
+struct async_count {
+    int ok;
+    int failed;
+    char ids[1000][33];
+};
+
+static void
+on_sent(void *arg, int err, const struct rmq_send_result *r)
+{
+    struct async_count *ac = arg;
+
+    if (err == 0) {
+        memcpy(ac->ids[ac->ok], r->msg_id, 33);
+        ac->ok++;
+    } else {
+        ac->failed++;
+    }
+}
+
+struct seen {
+    int count;
+    int tag_a;
+    bool big_ok;
+    int by_prefix[8];
+    char ids[2000][33];
+};
+
+static void
+note(struct seen *s, const struct rmq_msg *m)
+{
+    static char big[10240];
+
+    cr_assert_lt(s->count, 2000);
+    snprintf(s->ids[s->count++], 33, "%s", m->msg_id);
+    s->tag_a += strcmp(m->tags, "A") == 0;
+    if (m->body_len == sizeof(big)) {
+        memset(big, 'z', sizeof(big));
+        s->big_ok = memcmp(m->body, big, sizeof(big)) == 0;
+    }
+    if (m->body_len > 0 && m->body[0] >= '0' && m->body[0] <= '7') {
+        s->by_prefix[m->body[0] - '0']++;
+    }
+}
+
+static bool
+has_id(const struct seen *s, const char *id)
+{
+    for (int i = 0; i < s->count; i++) {
+        if (strcmp(s->ids[i], id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Pull every queue of topic from 0 until want messages arrived (10 s at most). */
+static void
+pull_all(struct rmq_pull_consumer *c, const char *topic, const char *tags, int want,
+         struct seen *s)
+{
+    struct rmq_queue *qs;
+    size_t n;
+    int64_t next[16] = {0};
+    uint64_t end = rmq_clock_mono_ns() + 10000000000ull;
+
+    cr_assert_eq(rmq_pull_queues(c, topic, &qs, &n), 0, "%s", rmq_last_error());
+    cr_assert_leq(n, 16);
+    while (s->count < want) {
+        for (size_t i = 0; i < n; i++) {
+            struct rmq_pull_result r;
+
+            cr_assert_eq(rmq_pull(c, &qs[i], tags, next[i], 32, 0, &r), 0, "%s", rmq_last_error());
+            for (uint32_t k = 0; k < r.count; k++) {
+                note(s, &r.msgs[k]);
+            }
+            next[i] = r.next_offset;
+            rmq_pull_result_free(&r);
+        }
+        cr_assert_lt(rmq_clock_mono_ns(), end, "%d of %d messages pulled", s->count, want);
+    }
+    free(qs);
+}
+
+Test(client, every_send_mode_arrives_and_the_pull_consumer_reads_it_back)
+{
+    static struct async_count ac;
+    static struct seen all, only_a;
+    static char big[10240];
+    struct rmq_options po = opts("PG_MODES");
+    struct rmq_options co = opts("CG_MODES");
+    struct rmq_producer *p;
+    struct rmq_pull_consumer *c;
+    struct rmq_admin *a;
+    struct rmq_send_result r, first;
+    struct rmq_message m = {.topic = "ClientModes"};
+    struct rmq_message batch[10];
+    char batch_ids[10][33];
+    char sync_ids[100][33];
+    char body[32];
+    int32_t ordered_queue = -1;
+    int64_t last_offset = -1, off;
+
+    start_a(NULL);
+    cr_assert_eq(rmq_admin_create(&a, &po), 0);
+    create_topic(a, addr_a, "ClientModes", 4);
+    cr_assert_eq(rmq_producer_create(&p, &po), 0, "%s", rmq_last_error());
+    /* 0: sync, tags alternating */
+    for (int i = 0; i < 100; i++) {
+        snprintf(body, sizeof(body), "0-sync-%d", i);
+        m.body = body;
+        m.body_len = strlen(body);
+        m.tags = i % 2 ? "A" : "B";
+        m.keys = "k1 k2";
+        cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+        cr_assert_eq(r.status, RMQ_SEND_OK);
+        cr_assert_eq(strlen(r.msg_id), 32);
+        cr_assert_eq(strlen(r.offset_msg_id), 32);
+        cr_assert_eq(r.attempts, 1);
+        memcpy(sync_ids[i], r.msg_id, 33);
+    }
+    m.tags = NULL;
+    m.keys = NULL;
+    /* 1: async, 1000 in flight at most */
+    for (int i = 0; i < 1000; i++) {
+        snprintf(body, sizeof(body), "1-async-%d", i);
+        m.body = body;
+        m.body_len = strlen(body);
+        cr_assert_eq(rmq_producer_send_async(p, &m, on_sent, &ac), 0, "%s", rmq_last_error());
+    }
+    while (rmq_producer_poll(p, 1000) > 0) {
+    }
+    cr_assert_eq(ac.ok, 1000, "%d ok, %d failed", ac.ok, ac.failed);
+    /* 2: oneway */
+    for (int i = 0; i < 10; i++) {
+        snprintf(body, sizeof(body), "2-oneway-%d", i);
+        m.body = body;
+        m.body_len = strlen(body);
+        cr_assert_eq(rmq_producer_send_oneway(p, &m), 0, "%s", rmq_last_error());
+    }
+    /* 3: one batch of 10 */
+    for (int i = 0; i < 10; i++) {
+        batch[i] = (struct rmq_message){.topic = "ClientModes", .body = "3-batch", .body_len = 7};
+    }
+    cr_assert_eq(rmq_producer_send_batch(p, batch, 10, &first, batch_ids), 0, "%s",
+                 rmq_last_error());
+    cr_assert_str_eq(first.msg_id, batch_ids[0]);
+    /* 4: a body over 4 KiB travels compressed and arrives whole */
+    memset(big, 'z', sizeof(big));
+    m.body = big;
+    m.body_len = sizeof(big);
+    cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+    /* 5: ordered by key: one queue, offsets in order */
+    for (int i = 0; i < 50; i++) {
+        snprintf(body, sizeof(body), "5-ordered-%d", i);
+        m.body = body;
+        m.body_len = strlen(body);
+        cr_assert_eq(rmq_producer_send_ordered(p, &m, "order-7", &r), 0, "%s", rmq_last_error());
+        if (ordered_queue < 0) {
+            ordered_queue = r.queue.queue_id;
+        }
+        cr_assert_eq(r.queue.queue_id, ordered_queue, "same key, same queue");
+        cr_assert_gt(r.queue_offset, last_offset);
+        last_offset = r.queue_offset;
+    }
+    /* 6: to a chosen queue */
+    m.body = "6-queue";
+    m.body_len = 7;
+    cr_assert_eq(rmq_producer_send_to_queue(p, &m, NULL, 2, &r), 0, "%s", rmq_last_error());
+    cr_assert_eq(r.queue.queue_id, 2);
+    cr_assert_eq(rmq_producer_send_to_queue(p, &m, NULL, 9, &r), RMQ_ERR_INVALID);
+    rmq_producer_destroy(p);
+
+    cr_assert_eq(rmq_pull_consumer_create(&c, &co), 0);
+    pull_all(c, "ClientModes", "*", 100 + 1000 + 10 + 10 + 1 + 50 + 1, &all);
+    cr_assert_eq(all.count, 1172, "nothing more, nothing less");
+    cr_assert_eq(all.by_prefix[0], 100);
+    cr_assert_eq(all.by_prefix[1], 1000);
+    cr_assert_eq(all.by_prefix[2], 10);
+    cr_assert_eq(all.by_prefix[3], 10);
+    cr_assert_eq(all.by_prefix[5], 50);
+    cr_assert(all.big_ok, "the compressed body came back as sent");
+    for (int i = 0; i < 100; i++) {
+        cr_assert(has_id(&all, sync_ids[i]), "sync msgId %s pulled with its UNIQ_KEY", sync_ids[i]);
+    }
+    for (int i = 0; i < 1000; i += 97) {
+        cr_assert(has_id(&all, ac.ids[i]));
+    }
+    for (int i = 0; i < 10; i++) {
+        cr_assert(has_id(&all, batch_ids[i]), "batch message %d has its own id", i);
+    }
+    pull_all(c, "ClientModes", "A", 50, &only_a);
+    cr_assert_eq(only_a.count, 50, "the tag filter is exact");
+    cr_assert_eq(only_a.tag_a, 50);
+    /* offsets */
+    {
+        struct rmq_queue *qs;
+        size_t n;
+
+        cr_assert_eq(rmq_pull_queues(c, "ClientModes", &qs, &n), 0);
+        cr_assert_eq(n, 4);
+        cr_assert_eq(rmq_pull_fetch_offset(c, &qs[1], &off), 0);
+        /* nothing committed: -1, or 0 by the reference's rule for a queue whose first
+         * message is still in memory (REMOTING.md §12.8) */
+        cr_assert_leq(off, 0, "nothing committed yet");
+        cr_assert_eq(rmq_pull_commit_offset(c, &qs[1], 5), 0, "%s", rmq_last_error());
+        cr_assert_eq(rmq_pull_fetch_offset(c, &qs[1], &off), 0);
+        cr_assert_eq(off, 5);
+        cr_assert_eq(rmq_pull_min_offset(c, &qs[1], &off), 0);
+        cr_assert_eq(off, 0);
+        cr_assert_eq(rmq_pull_max_offset(c, &qs[1], &off), 0);
+        cr_assert_gt(off, 100);
+        free(qs);
+    }
+    rmq_pull_consumer_destroy(c);
+    rmq_admin_destroy(a);
+    daemon_stop_ok_at(&A);
+}
+
+/* ---- failures --------------------------------------------------------------------------------- */
+
+Test(client, failures_are_codes_with_reasons)
+{
+    static const char *const strict[] = {"--autoCreateTopicEnable=false", NULL};
+    struct rmq_options o = {.namesrv = "127.0.0.1:1"};
+    struct rmq_producer *p;
+    struct rmq_send_result r;
+    struct rmq_message m = {.topic = "Whatever", .body = "x", .body_len = 1};
+    uint64_t t0;
+    int ret;
+
+    /* an unreachable NameServer: a network error at once, naming the address */
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    t0 = rmq_clock_mono_ns();
+    ret = rmq_producer_send(p, &m, &r);
+    cr_assert_eq(ret, RMQ_ERR_NETWORK, "%d %s", ret, rmq_last_error());
+    cr_assert_lt(rmq_clock_mono_ns() - t0, 2000000000ull);
+    cr_assert(strstr(rmq_last_error(), "127.0.0.1:1") != NULL, "%s", rmq_last_error());
+    rmq_producer_destroy(p);
+    /* bad messages never leave */
+    start_a(strict);
+    o = opts("PG_FAIL");
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    m.topic = "bad topic";
+    cr_assert_eq(rmq_producer_send(p, &m, &r), RMQ_ERR_INVALID);
+    m.topic = "Whatever";
+    m.body_len = 0;
+    cr_assert_eq(rmq_producer_send(p, &m, &r), RMQ_ERR_INVALID);
+    cr_assert(strstr(rmq_last_error(), "empty body") != NULL, "%s", rmq_last_error());
+    /* an unknown topic on a broker that does not create topics */
+    m.body_len = 1;
+    ret = rmq_producer_send(p, &m, &r);
+    cr_assert(ret == RMQ_ERR_NO_ROUTE || ret == RMQ_ERR_BROKER, "%d %s", ret, rmq_last_error());
+    cr_assert(strstr(rmq_last_error(), "Whatever") != NULL, "%s", rmq_last_error());
+    rmq_producer_destroy(p);
+    daemon_stop_ok_at(&A);
+}
+
+/* ---- retries and fault avoidance -------------------------------------------------------------- */
+
+Test(client, sync_sends_go_to_the_other_broker_when_one_dies)
+{
+    struct rmq_options o = opts("PG_FAILOVER");
+    struct rmq_producer *p;
+    struct rmq_admin *a;
+    struct rmq_send_result r;
+    struct rmq_message m = {.topic = "Failover", .body = "f", .body_len = 1};
+    char addr_b[32];
+    int on_b = 0, retried = 0;
+
+    start_a(NULL);
+    start_b();
+    snprintf(addr_b, sizeof(addr_b), "127.0.0.1:%u", B2.port);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "Failover", 2);
+    create_topic(a, addr_b, "Failover", 2);
+    rmq_admin_destroy(a);
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int i = 0; i < 20; i++) {
+        cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+        on_b += strcmp(r.queue.broker_name, "broker-b") == 0;
+    }
+    cr_assert_eq(on_b, 10, "round robin over both brokers' queues");
+    cr_assert_eq(daemon_signal_wait(&B2, SIGKILL), 128 + SIGKILL);
+    /* the NameServer still lists broker-b (until it expires): sends must not fail */
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "send %d: %s", i, rmq_last_error());
+        cr_assert_str_eq(r.queue.broker_name, "broker-a");
+        retried += r.attempts > 1;
+    }
+    cr_log_info("%d of 50 sends needed a second attempt", retried);
+    cr_assert_geq(retried, 1, "the first send to the dead broker was retried");
+    cr_assert_leq(retried, 2, "then the dead broker is avoided, not tried on every send");
+    rmq_producer_destroy(p);
+    daemon_stop_ok_at(&A);
+}
+
+/* ---- the command line --------------------------------------------------------------------------- */
+
+/* Run rmq with args (one shell word list); stdout+stderr into out; the exit status. */
+static int
+rmq(char *out, size_t cap, const char *fmt, ...)
+{
+    char bin[PATH_MAX];
+    char args[1024];
+    char cmd[PATH_MAX + 1100];
+    va_list ap;
+    FILE *f;
+    size_t n;
+    int status;
+
+    daemon_path("rmq", bin, sizeof(bin));
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, args);
+    f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    status = pclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int
+lines_with(const char *out, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = out; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+Test(client, the_command_line_does_what_its_help_says)
+{
+    static char out[65536];
+
+    start_a(NULL);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic create -t CliTopic -q 2", ns), 0, "%s", out);
+    cr_assert(strstr(out, "created CliTopic") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic list", ns), 0, "%s", out);
+    cr_assert(strstr(out, "CliTopic\n") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic route -t CliTopic", ns), 0, "%s", out);
+    cr_assert(strstr(out, "broker-a") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' cluster list", ns), 0, "%s", out);
+    cr_assert(strstr(out, addr_a) != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' send -t CliTopic --tag T1 -k key1 --body "
+                     "hello-cli --count 3", ns), 0, "%s", out);
+    cr_assert_eq(lines_with(out, " SEND_OK "), 3, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' send -t CliTopic --mode async --count 5 --size "
+                     "64", ns), 0, "%s", out);
+    cr_assert_eq(lines_with(out, " SEND_OK "), 5, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' --json send -t CliTopic --mode oneway --count "
+                     "2", ns), 0, "%s", out);
+    cr_assert_eq(lines_with(out, "SENT_ONEWAY"), 2, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic status -t CliTopic --json", ns), 0, "%s",
+                 out);
+    cr_assert(strstr(out, "\"maxOffset\"") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' consume -t CliTopic -g CliGroup --count 10 "
+                     "--timeout 10 --from first", ns), 0, "%s", out);
+    cr_assert_eq(lines_with(out, "hello-cli"), 3, "%s", out);
+    cr_assert_eq(lines_with(out, "keys=key1 tags=T1"), 3, "%s", out);
+    /* the group committed: nothing again, and the progress shows no lag */
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' consume -t CliTopic -g CliGroup --count 1 "
+                     "--timeout 1", ns), 1, "%s", out);
+    cr_assert(strstr(out, "0 of 1 messages") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' consumer progress -g CliGroup --json", ns), 0,
+                 "%s", out);
+    cr_assert(strstr(out, "\"lag\":0") != NULL && strstr(out, "\"lag\":1") == NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' offset reset -g CliGroup -t CliTopic --to first",
+                     ns), 0, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' consume -t CliTopic -g CliGroup --count 10 "
+                     "--timeout 10", ns), 0, "%s", out);
+    cr_assert_eq(lines_with(out, "hello-cli"), 3, "after the reset: read again");
+    /* query by the offset id send printed */
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' --json send -t CliTopic --body findme", ns), 0);
+    {
+        char id[33];
+        const char *p = strstr(out, "\"offsetMsgId\":\"");
+
+        cr_assert_not_null(p, "%s", out);
+        snprintf(id, sizeof(id), "%.32s", p + 15);
+        cr_assert_eq(rmq(out, sizeof(out), "-n '%s' query id %s", ns, id), 0, "%s", out);
+        cr_assert(strstr(out, "findme") != NULL, "%s", out);
+    }
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' broker stats -b %s", ns, addr_a), 0, "%s", out);
+    cr_assert(strstr(out, "brokerVersion") != NULL, "%s", out);
+    /* errors: one clear line and a non-zero exit */
+    cr_assert_eq(rmq(out, sizeof(out), "-n 127.0.0.1:1 topic list"), 1, "%s", out);
+    cr_assert(strstr(out, "cannot connect to 127.0.0.1:1") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic route -t NoSuchTopic", ns), 1, "%s", out);
+    cr_assert(strstr(out, "NoSuchTopic does not exist") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' consume -t NoSuchTopic -g G", ns), 1, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic create", ns), 2, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "bogus"), 2, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "send --help"), 0, "%s", out);
+    cr_assert(strstr(out, "--mode sync|async|oneway") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "--help"), 0, "%s", out);
+    cr_assert(strstr(out, "consumer progress") != NULL, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic delete -t CliTopic", ns), 0, "%s", out);
+    cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic route -t CliTopic", ns), 1, "%s", out);
+    daemon_stop_ok_at(&A);
+}

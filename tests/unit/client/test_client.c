@@ -1,0 +1,318 @@
+/*
+ * libringmq's pure parts: queue allocation (spec/CLIENT.md §6.2), the ordered-message
+ * selector, round robin with fault avoidance, UNIQ_KEY, properties, compression and the
+ * decoding of pulled records, tag expressions, route parsing.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "client/client_int.h"
+#include "core/record.h"
+
+/* ---- allocation ------------------------------------------------------------------------------ */
+
+Test(client_alloc, the_spec_examples)
+{
+    uint32_t out[16];
+
+    /* 8 queues, 3 consumers: q0-q2, q3-q5, q6-q7 */
+    cr_assert_eq(rmq_cli__allocate_avg(8, 3, 0, out), 3);
+    cr_assert(out[0] == 0 && out[1] == 1 && out[2] == 2);
+    cr_assert_eq(rmq_cli__allocate_avg(8, 3, 1, out), 3);
+    cr_assert(out[0] == 3 && out[1] == 4 && out[2] == 5);
+    cr_assert_eq(rmq_cli__allocate_avg(8, 3, 2, out), 2);
+    cr_assert(out[0] == 6 && out[1] == 7);
+    /* 3 queues, 5 consumers: one each for the first three, nothing for the others */
+    for (uint32_t i = 0; i < 5; i++) {
+        uint32_t n = rmq_cli__allocate_avg(3, 5, i, out);
+
+        cr_assert_eq(n, i < 3 ? 1u : 0u, "consumer %u got %u", i, n);
+        if (n == 1) {
+            cr_assert_eq(out[0], i);
+        }
+    }
+    cr_assert_eq(rmq_cli__allocate_avg(8, 3, 3, out), 0, "not in the group: nothing");
+    cr_assert_eq(rmq_cli__allocate_avg(0, 3, 0, out), 0);
+}
+
+Test(client_alloc, every_queue_goes_to_exactly_one_consumer)
+{
+    uint32_t out[64];
+
+    for (uint32_t q = 1; q <= 40; q++) {
+        for (uint32_t c = 1; c <= 12; c++) {
+            uint32_t owners[64] = {0};
+            uint32_t prev_end = 0;
+
+            for (uint32_t i = 0; i < c; i++) {
+                uint32_t n = rmq_cli__allocate_avg(q, c, i, out);
+
+                for (uint32_t k = 0; k < n; k++) {
+                    owners[out[k]]++;
+                    /* contiguous ranges in consumer order */
+                    cr_assert_eq(out[k], prev_end, "q=%u c=%u i=%u", q, c, i);
+                    prev_end++;
+                }
+                /* sizes differ by at most one */
+                cr_assert_leq(n, q / c + 1);
+                cr_assert_geq(n, q >= c ? q / c : 0);
+            }
+            for (uint32_t k = 0; k < q; k++) {
+                cr_assert_eq(owners[k], 1, "q=%u c=%u: queue %u owned %u times", q, c, k, owners[k]);
+            }
+        }
+    }
+}
+
+/* ---- selection ------------------------------------------------------------------------------- */
+
+Test(client_select, sharding_keys_use_java_string_hash)
+{
+    /* Java: "hello".hashCode() = 99162322 */
+    cr_assert_eq(rmq_cli__select_by_key("hello", 8), 99162322u % 8);
+    cr_assert_eq(rmq_cli__select_by_key("hello", 7), 99162322u % 7);
+    /* a negative hash: "polygenelubricants".hashCode() = Integer.MIN_VALUE, abs taken */
+    cr_assert_eq(rmq_cli__select_by_key("polygenelubricants", 5), 2147483648u % 5);
+    for (int i = 0; i < 100; i++) {
+        char k[16];
+
+        snprintf(k, sizeof(k), "key-%d", i);
+        cr_assert_eq(rmq_cli__select_by_key(k, 16), rmq_cli__select_by_key(k, 16));
+        cr_assert_lt(rmq_cli__select_by_key(k, 16), 16);
+    }
+}
+
+static struct rmq_cli C;
+
+static void
+two_brokers(struct rmq_cli_route *r)
+{
+    static struct rmq_queue qs[4];
+    static struct rmq_cli_broker a = {.name = "a"}, b = {.name = "b"};
+
+    memset(&C, 0, sizeof(C));
+    rmq_strmap_init(&C.brokers);
+    cr_assert_eq(rmq_strmap_put(&C.brokers, "a", &a), 0);
+    cr_assert_eq(rmq_strmap_put(&C.brokers, "b", &b), 0);
+    a.unavailable_until_ms = b.unavailable_until_ms = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(qs[i].broker_name, sizeof(qs[i].broker_name), "%s", i < 2 ? "a" : "b");
+        qs[i].queue_id = i % 2;
+    }
+    memset(r, 0, sizeof(*r));
+    r->pub = qs;
+    r->pub_count = 4;
+}
+
+Test(client_select, round_robin_retries_elsewhere_and_avoids_slow_brokers)
+{
+    struct rmq_cli_route r;
+    struct rmq_cli_broker *a;
+    uint32_t seen[4] = {0};
+
+    two_brokers(&r);
+    for (int i = 0; i < 400; i++) {
+        seen[rmq_cli__select_queue(&C, &r, NULL, 1000)]++;
+    }
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(seen[i], 100, "plain round robin");
+    }
+    for (int i = 0; i < 50; i++) {
+        cr_assert_str_eq(r.pub[rmq_cli__select_queue(&C, &r, "a", 1000)].broker_name, "b",
+                         "a retry goes to another broker");
+    }
+    /* a 600 ms answer avoids broker a for 30 s; a failure for 10 min */
+    a = rmq_cli__broker(&C, "a");
+    rmq_cli__fault_update(a, 600, false, 1000);
+    cr_assert_eq(a->unavailable_until_ms, 1000 + 30000);
+    for (int i = 0; i < 50; i++) {
+        cr_assert_str_eq(r.pub[rmq_cli__select_queue(&C, &r, NULL, 2000)].broker_name, "b");
+    }
+    cr_assert_str_eq(r.pub[rmq_cli__select_queue(&C, &r, NULL, 31001)].broker_name, "a",
+                     "available again after 30 s");
+    rmq_cli__fault_update(a, 5, true, 1000);
+    cr_assert_eq(a->unavailable_until_ms, 1000 + 600000);
+    rmq_cli__fault_update(a, 40, false, 1000);
+    cr_assert_leq(a->unavailable_until_ms, 1000, "fast answers clear it");
+    /* every broker avoided: still a queue, not on the one that just failed */
+    rmq_cli__fault_update(a, 0, true, 0);
+    rmq_cli__fault_update(rmq_cli__broker(&C, "b"), 0, true, 0);
+    cr_assert_str_eq(r.pub[rmq_cli__select_queue(&C, &r, "b", 5)].broker_name, "a");
+    C.opts.no_fault_avoidance = true;
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < 40; i++) {
+        seen[rmq_cli__select_queue(&C, &r, NULL, 5)]++;
+    }
+    cr_assert(seen[0] == 10 && seen[3] == 10, "avoidance off: round robin");
+    rmq_strmap_fini(&C.brokers);
+}
+
+/* ---- messages -------------------------------------------------------------------------------- */
+
+Test(client_msg, uniq_keys_are_32_hex_with_ip_and_a_counter)
+{
+    char a[33], b[33];
+
+    memset(&C, 0, sizeof(C));
+    C.ip[0] = 10;
+    C.ip[3] = 7;
+    rmq_cli__uniq_key(&C, a);
+    rmq_cli__uniq_key(&C, b);
+    cr_assert_eq(strlen(a), 32);
+    cr_assert_eq(strspn(a, "0123456789ABCDEF"), 32);
+    cr_assert_eq(strncmp(a, "0A000007", 8), 0, "starts with the client IP: %s", a);
+    cr_assert_str_neq(a, b);
+    cr_assert_eq(strtoul(b + 28, NULL, 16), (strtoul(a + 28, NULL, 16) + 1) & 0xFFFF,
+                 "the last 2 bytes count");
+}
+
+Test(client_msg, properties_carry_keys_tags_delay_uniq_and_user_pairs)
+{
+    static const char *const user[] = {"color", "red", NULL};
+    struct rmq_message m = {.topic = "T", .tags = "TagA", .keys = "k1 k2", .delay_level = 3,
+                            .properties = user};
+    char *buf = NULL;
+    size_t cap = 0;
+    const char *v;
+    size_t vl;
+    int n = rmq_cli__props(&m, "UNIQ", &buf, &cap);
+
+    cr_assert_gt(n, 0);
+    cr_assert(rmq_props_get(buf, (size_t)n, "TAGS", &v, &vl) && vl == 4 && !memcmp(v, "TagA", 4));
+    cr_assert(rmq_props_get(buf, (size_t)n, "KEYS", &v, &vl) && vl == 5);
+    cr_assert(rmq_props_get(buf, (size_t)n, "DELAY", &v, &vl) && vl == 1 && v[0] == '3');
+    cr_assert(rmq_props_get(buf, (size_t)n, "UNIQ_KEY", &v, &vl) && vl == 4);
+    cr_assert(rmq_props_get(buf, (size_t)n, "color", &v, &vl) && vl == 3);
+    cr_assert(rmq_props_get(buf, (size_t)n, "WAIT", &v, &vl));
+    m.tags = "bad\001tag";
+    cr_assert_eq(rmq_cli__props(&m, "UNIQ", &buf, &cap), RMQ_ERR_INVALID);
+    free(buf);
+}
+
+Test(client_msg, tag_expressions)
+{
+    const char *tags[8];
+    char buf[128];
+    uint32_t n;
+
+    cr_assert_eq(rmq_cli__parse_tags("A || B||C ", buf, sizeof(buf), tags, 8, &n), 0);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(tags[0], "A");
+    cr_assert_str_eq(tags[1], "B");
+    cr_assert_str_eq(tags[2], "C");
+    cr_assert_eq(rmq_cli__parse_tags("*", buf, sizeof(buf), tags, 8, &n), 0);
+    cr_assert_eq(n, 0, "* is every tag");
+    cr_assert_eq(rmq_cli__parse_tags("A||*", buf, sizeof(buf), tags, 8, &n), 0);
+    cr_assert_eq(n, 0);
+}
+
+/* A pull body of records with these bodies (compressed ones flagged) and tags. */
+static uint8_t *
+records(const char *const *bodies, const char *const *tags, const bool *zipped, int n,
+        uint32_t *len)
+{
+    uint8_t *out = malloc(1 << 20);
+    uint32_t at = 0;
+
+    for (int i = 0; i < n; i++) {
+        struct rmq_record r;
+        char props[64];
+        uLongf zl = 1 << 16;
+        static uint8_t z[1 << 16];
+
+        memset(&r, 0, sizeof(r));
+        r.topic = "T";
+        r.topic_len = 1;
+        r.queue_off = i;
+        r.phys_off = at;
+        snprintf(props, sizeof(props), "TAGS\001%s\002UNIQ_KEY\001ID%d\002", tags[i], i);
+        r.props = props;
+        r.props_len = (uint16_t)strlen(props);
+        r.body = (const uint8_t *)bodies[i];
+        r.body_len = (uint32_t)strlen(bodies[i]);
+        if (zipped[i]) {
+            cr_assert_eq(compress2(z, &zl, r.body, r.body_len, 5), Z_OK);
+            r.body = z;
+            r.body_len = (uint32_t)zl;
+            r.sysflag = RMQ_SYSFLAG_COMPRESSED;
+        }
+        r.total_size = rmq_record_size(r.body_len, r.topic_len, r.props_len);
+        rmq_record_seal(&r);
+        rmq_record_encode(&r, out + at);
+        at += r.total_size;
+    }
+    *len = at;
+    return out;
+}
+
+Test(client_msg, pulled_records_are_decoded_filtered_and_inflated)
+{
+    static char big[20000];
+    const char *bodies[] = {"one", big, "three"};
+    const char *tags[] = {"A", "B", "C"};
+    const bool zipped[] = {false, true, false};
+    const char *want[] = {"A", "B"};
+    struct rmq_pull_result res = {0};
+    uint32_t len;
+    uint8_t *body;
+
+    memset(big, 'z', sizeof(big) - 1);
+    body = records(bodies, tags, zipped, 3, &len);
+    cr_assert_eq(rmq_cli__decode_pulled(body, len, "broker-a", want, 2, &res), 0);
+    cr_assert_eq(res.count, 2, "C is filtered out");
+    cr_assert_str_eq(res.msgs[0].tags, "A");
+    cr_assert_eq(res.msgs[0].body_len, 3);
+    cr_assert_str_eq(res.msgs[0].msg_id, "ID0");
+    cr_assert_str_eq(res.msgs[0].broker_name, "broker-a");
+    cr_assert_eq(res.msgs[1].body_len, sizeof(big) - 1, "inflated");
+    cr_assert_eq(memcmp(res.msgs[1].body, big, sizeof(big) - 1), 0);
+    cr_assert_eq(res.msgs[1].queue_offset, 1);
+    rmq_pull_result_free(&res);
+    /* a truncated body is refused, and nothing leaks */
+    body = records(bodies, tags, zipped, 3, &len);
+    cr_assert_eq(rmq_cli__decode_pulled(body, len - 1, "broker-a", NULL, 0, &res),
+                 RMQ_ERR_INVALID);
+}
+
+Test(client_route, publish_and_subscribe_queues_from_a_route)
+{
+    /* b is read-only (perm 4); c has no master: not writable */
+    static const char route[] =
+        "{\"queueDatas\":[{\"brokerName\":\"b\",\"readQueueNums\":2,\"writeQueueNums\":2,"
+        "\"perm\":4},{\"brokerName\":\"a\",\"readQueueNums\":2,\"writeQueueNums\":3,\"perm\":6},"
+        "{\"brokerName\":\"c\",\"readQueueNums\":1,\"writeQueueNums\":1,\"perm\":6}],"
+        "\"brokerDatas\":[{\"cluster\":\"x\",\"brokerName\":\"a\",\"brokerAddrs\":{0:\"1.2.3.4:10911\"}},"
+        "{\"cluster\":\"x\",\"brokerName\":\"b\",\"brokerAddrs\":{0:\"1.2.3.5:10911\"}},"
+        "{\"cluster\":\"x\",\"brokerName\":\"c\",\"brokerAddrs\":{1:\"1.2.3.6:10911\"}}]}";
+    struct rmq_cli_route r = {.topic = "T"};
+
+    memset(&C, 0, sizeof(C));
+    rmq_strmap_init(&C.brokers);
+    cr_assert_eq(rmq_cli__route_parse(&C, &r, route, sizeof(route) - 1, 0), 0);
+    cr_assert_eq(r.pub_count, 3, "a's 3 write queues only");
+    cr_assert_str_eq(r.pub[0].broker_name, "a");
+    cr_assert_eq(r.pub[2].queue_id, 2);
+    cr_assert_eq(r.sub_count, 5, "a 2 + b 2 + c 1, sorted by broker");
+    cr_assert_str_eq(r.sub[0].broker_name, "a");
+    cr_assert_str_eq(r.sub[2].broker_name, "b");
+    cr_assert_str_eq(r.sub[4].broker_name, "c");
+    cr_assert_str_eq(rmq_cli__master(&C, "a"), "1.2.3.4:10911");
+    cr_assert_null(rmq_cli__master(&C, "c"));
+    /* TBW102 fallback: at most 4 queues per broker */
+    cr_assert_eq(rmq_cli__route_parse(&C, &r, route, sizeof(route) - 1, 1), 0);
+    cr_assert_eq(r.pub_count, 1);
+    free(r.pub);
+    free(r.sub);
+    {
+        uint32_t pos = 0;
+        void *v;
+
+        while ((v = rmq_strmap_next(&C.brokers, &pos)) != NULL) {
+            free(v);
+        }
+    }
+    rmq_strmap_fini(&C.brokers);
+}
