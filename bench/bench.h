@@ -20,6 +20,7 @@ double rmq_bench_median(double *v, size_t n);     /* sorts v */
 long rmq_bench_arg_long(int argc, char **argv, const char *key, long def);
 
 int rmq_bench_engine(int argc, char **argv);
+int rmq_bench_client(int argc, char **argv);
 int rmq_bench_codec(int argc, char **argv);
 int rmq_bench_store(int argc, char **argv);
 int rmq_bench_recovery(int argc, char **argv);

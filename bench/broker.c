@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "client/ringmq.h"
 #include "core/clock.h"
 #include "core/loop.h"
 #include "core/util.h"
@@ -618,5 +619,155 @@ rmq_bench_broker(int argc, char **argv)
            MED(splice_mbs), MED(splice_enters), MED(splice_mbs) / MED(pull_mbs));
     printf("%-44s %12.0f ms    (walk for delivered scheduled messages: %.0f records in %.0f "
            "ms)\n", "kill -9, restart until serving", MED(restart_ms), MED(walked), MED(walk_ms));
+    return 0;
+}
+
+/* ---- libringmq against the same broker (issue 6's figures) ----------------------------------- */
+
+static uint16_t
+log_namesrv_port(void)
+{
+    static char buf[1 << 16];
+    FILE *f = fopen(BR.log, "r");
+    size_t n;
+    const char *p;
+
+    if (f == NULL) {
+        return 0;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strstr(buf, "namesrv_port=");
+    return p != NULL ? (uint16_t)atoi(p + strlen("namesrv_port=")) : 0;
+}
+
+static long client_async_done;
+static long client_async_failed;
+
+static void
+client_sent(void *arg, int err, const struct rmq_send_result *r)
+{
+    (void)arg;
+    (void)r;
+    client_async_done++;
+    client_async_failed += err < 0;
+}
+
+struct client_figures {
+    struct rmq_bench_pct base;
+    struct rmq_bench_pct sync;
+    double async_rate;
+};
+
+static double
+cmed(const struct client_figures *f, int runs, size_t off)
+{
+    double v[MAX_RUNS];
+
+    for (int i = 0; i < runs; i++) {
+        v[i] = *(const double *)(const void *)((const char *)&f[i] + off);
+    }
+    return rmq_bench_median(v, (size_t)runs);
+}
+
+/*
+ * rmq-bench client: the C client's sync send latency (1 at a time, on the caller's
+ * thread) beside the blocking ping-pong baseline measured in the same run, and async
+ * sends pipelined (up to --inflight in flight) in msgs/s. ASYNC_FLUSH broker.
+ */
+int
+rmq_bench_client(int argc, char **argv)
+{
+    int runs = (int)rmq_bench_arg_long(argc, argv, "runs", 3);
+    long count = rmq_bench_arg_long(argc, argv, "count", 20000);
+    long pipe_count = rmq_bench_arg_long(argc, argv, "pipelined", 200000);
+    long inflight = rmq_bench_arg_long(argc, argv, "inflight", 1000);
+    size_t size = (size_t)rmq_bench_arg_long(argc, argv, "size", 1024);
+    const char *dir = "/tmp/rmq-bench-client";
+    static struct client_figures fig[MAX_RUNS];
+    uint64_t *samples;
+
+    if (runs < 1 || runs > MAX_RUNS || size == 0 || size > sizeof(body) || count < 100 ||
+        inflight < 1 || inflight > 4000) {
+        fprintf(stderr, "rmq-bench client: --runs 1..16, --size 1..1 MiB, --count >= 100, "
+                "--inflight 1..4000\n");
+        return 2;
+    }
+    samples = malloc((size_t)count * sizeof(*samples));
+    memset(body, 'b', sizeof(body));
+    rmq_bench_pingpong_start(16);
+    for (int r = 0; r < runs; r++) {
+        struct client_figures *f = &fig[r];
+        struct rmq_options o = {.group = "BENCH_PG"};
+        struct rmq_message m = {.topic = "BenchClient", .tags = "bench", .body = body,
+                                .body_len = size};
+        struct rmq_producer *p;
+        struct rmq_send_result res;
+        char ns[32];
+        uint64_t t0;
+
+        blocking_sends(rmq_bench_pingpong_port(), count / 10, size, NULL);
+        blocking_sends(rmq_bench_pingpong_port(), count, size, samples);
+        rmq_bench_percentiles(samples, (size_t)count, &f->base);
+        if (broker_start(dir, 0) < 0) {
+            break;
+        }
+        snprintf(ns, sizeof(ns), "127.0.0.1:%u", log_namesrv_port());
+        o.namesrv = ns;
+        if (rmq_producer_create(&p, &o) < 0) {
+            fprintf(stderr, "rmq-bench: producer: %s\n", rmq_last_error());
+            broker_stop();
+            break;
+        }
+        for (long i = 0; i < count / 10; i++) {         /* warm: route, connection */
+            rmq_producer_send(p, &m, &res);
+        }
+        for (long i = 0; i < count; i++) {
+            t0 = rmq_clock_mono_ns();
+            if (rmq_producer_send(p, &m, &res) < 0) {
+                fprintf(stderr, "rmq-bench: send: %s\n", rmq_last_error());
+                break;
+            }
+            samples[i] = rmq_clock_mono_ns() - t0;
+        }
+        rmq_bench_percentiles(samples, (size_t)count, &f->sync);
+        client_async_done = client_async_failed = 0;
+        t0 = rmq_clock_mono_ns();
+        for (long i = 0; i < pipe_count; i++) {
+            while (i - client_async_done >= inflight) {
+                rmq_producer_poll(p, 0);
+            }
+            if (rmq_producer_send_async(p, &m, client_sent, NULL) < 0) {
+                client_async_failed++;
+                client_async_done++;
+            }
+        }
+        while (rmq_producer_poll(p, 1000) > 0) {
+        }
+        f->async_rate = (double)pipe_count / ((double)(rmq_clock_mono_ns() - t0) / 1e9);
+        if (client_async_failed > 0) {
+            fprintf(stderr, "rmq-bench: %ld async sends failed\n", client_async_failed);
+        }
+        rmq_producer_destroy(p);
+        broker_stop();
+        fprintf(stderr, "run %d: base p50 %.1f us, client sync p50 %.1f us p99 %.1f us, async "
+                "%.0f msg/s\n", r + 1, f->base.p50_us, f->sync.p50_us, f->sync.p99_us,
+                f->async_rate);
+    }
+    rmq_bench_pingpong_stop();
+    free(samples);
+#define CMED(field) cmed(fig, runs, offsetof(struct client_figures, field))
+    printf("rmq-bench client: %d runs, %zu-byte bodies, medians (libringmq, standalone broker, "
+           "ASYNC_FLUSH, loopback)\n", runs, size);
+    printf("%-44s %9s %9s %9s\n", "sync send, 1 in flight", "p50_us", "p99_us", "p999_us");
+    printf("%-44s %9.1f %9.1f %9.1f\n", "ping-pong baseline (16 B reply)", CMED(base.p50_us),
+           CMED(base.p99_us), CMED(base.p999_us));
+    printf("%-44s %9.1f %9.1f %9.1f\n", "rmq_producer_send", CMED(sync.p50_us), CMED(sync.p99_us),
+           CMED(sync.p999_us));
+    printf("p50 x%.2f and p99.9 x%.2f of the baseline\n", CMED(sync.p50_us) / CMED(base.p50_us),
+           CMED(sync.p999_us) / CMED(base.p999_us));
+    printf("%-44s %12.0f msg/s (%ld in flight)\n", "rmq_producer_send_async, pipelined",
+           CMED(async_rate), inflight);
     return 0;
 }

@@ -32,7 +32,10 @@ usage(FILE *out)
             "          io_uring_enter calls per message\n"
             "          --runs=3 --count=20000 --pipelined=200000 --inflight=64 --size=1024\n"
             "          --delayed=100000\n"
-            "          --dir=PATH (default /tmp/rmq-bench-broker; removed after)\n");
+            "          --dir=PATH (default /tmp/rmq-bench-broker; removed after)\n"
+            "  client  libringmq against the same broker: sync send p50/p99/p999 beside the\n"
+            "          ping-pong baseline, async sends pipelined in msgs/s\n"
+            "          --runs=3 --count=20000 --pipelined=200000 --inflight=1000 --size=1024\n");
 }
 
 int
@@ -57,6 +60,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "broker") == 0) {
         return rmq_bench_broker(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "client") == 0) {
+        return rmq_bench_client(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "recovery") == 0) {
         return rmq_bench_recovery(argc - 1, argv + 1);
