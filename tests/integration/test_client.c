@@ -375,6 +375,33 @@ Test(client, failures_are_codes_with_reasons)
     daemon_stop_ok_at(&A);
 }
 
+Test(client, json_headers_work_the_same)
+{
+    struct rmq_options o = opts("PG_JSON");
+    struct rmq_producer *p;
+    struct rmq_pull_consumer *c;
+    struct rmq_admin *a;
+    struct rmq_send_result r;
+    struct rmq_message m = {.topic = "ClientJson", .tags = "J", .body = "json-1", .body_len = 6};
+    static struct seen s;
+
+    o.json_headers = true;
+    start_a(NULL);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "ClientJson", 1);
+    rmq_admin_destroy(a);
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+    cr_assert_eq(r.queue_offset, 0);
+    rmq_producer_destroy(p);
+    o.group = "CG_JSON";
+    cr_assert_eq(rmq_pull_consumer_create(&c, &o), 0);
+    pull_all(c, "ClientJson", "J", 1, &s);
+    cr_assert_str_eq(s.ids[0], r.msg_id);
+    rmq_pull_consumer_destroy(c);
+    daemon_stop_ok_at(&A);
+}
+
 /* ---- retries and fault avoidance -------------------------------------------------------------- */
 
 Test(client, sync_sends_go_to_the_other_broker_when_one_dies)
