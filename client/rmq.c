@@ -156,6 +156,28 @@ call(struct rmq_admin *a, const char *addr, int code, const char *const *fields,
     return 0;
 }
 
+/* A JSON-answering request: with --json its body is printed as it is (*out NULL), else
+ * parsed into *out. 0, or non-zero after one line on stderr. */
+static int
+call_json(struct rmq_admin *a, const char *addr, int code, const char *what, cJSON **out)
+{
+    char *body = NULL;
+    int ret = call(a, addr, code, NULL, what, &body);
+
+    *out = NULL;
+    if (ret != 0) {
+        return ret;
+    }
+    if (A.json) {
+        printf("%s\n", body);
+        free(body);
+        return 0;
+    }
+    *out = parse_or_fail(body, what);
+    free(body);
+    return *out == NULL;
+}
+
 /* Master address of each broker named in topic's route. */
 static int
 route_masters(struct rmq_admin *a, const char *topic, char ***addrs, size_t *n, cJSON **route)
@@ -235,23 +257,12 @@ topic_create(struct rmq_admin *a)
 static int
 topic_list(struct rmq_admin *a)
 {
-    char *body = NULL;
     cJSON *j;
     const cJSON *t;
-    int ret = call(a, NULL, RMQ_REQ_GET_ALL_TOPIC_LIST_FROM_NAMESERVER, NULL, "topic list", &body);
+    int ret = call_json(a, NULL, RMQ_REQ_GET_ALL_TOPIC_LIST_FROM_NAMESERVER, "topic list", &j);
 
-    if (ret != 0) {
+    if (ret != 0 || j == NULL) {
         return ret;
-    }
-    if (A.json) {
-        printf("%s\n", body);
-        free(body);
-        return 0;
-    }
-    j = parse_or_fail(body, "topic list");
-    free(body);
-    if (j == NULL) {
-        return 1;
     }
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "topicList")) {
         if (cJSON_IsString(t)) {
@@ -415,23 +426,12 @@ topic_delete(struct rmq_admin *a)
 static int
 cluster_list(struct rmq_admin *a)
 {
-    char *body = NULL;
     cJSON *j;
     const cJSON *b;
-    int ret = call(a, NULL, RMQ_REQ_GET_BROKER_CLUSTER_INFO, NULL, "cluster list", &body);
+    int ret = call_json(a, NULL, RMQ_REQ_GET_BROKER_CLUSTER_INFO, "cluster list", &j);
 
-    if (ret != 0) {
+    if (ret != 0 || j == NULL) {
         return ret;
-    }
-    if (A.json) {
-        printf("%s\n", body);
-        free(body);
-        return 0;
-    }
-    j = parse_or_fail(body, "cluster list");
-    free(body);
-    if (j == NULL) {
-        return 1;
     }
     printf("%-20s %-24s %-4s %s\n", "cluster", "broker", "id", "address");
     cJSON_ArrayForEach(b, cJSON_GetObjectItem(j, "brokerAddrTable")) {
@@ -450,7 +450,6 @@ cluster_list(struct rmq_admin *a)
 static int
 broker_stats(struct rmq_admin *a)
 {
-    char *body = NULL;
     cJSON *j;
     const cJSON *kv;
     int ret;
@@ -458,19 +457,9 @@ broker_stats(struct rmq_admin *a)
     if (A.broker == NULL) {
         return usage_fail("broker stats", "-b BROKER_ADDR is required");
     }
-    ret = call(a, A.broker, RMQ_REQ_GET_BROKER_RUNTIME_INFO, NULL, "broker stats", &body);
-    if (ret != 0) {
+    ret = call_json(a, A.broker, RMQ_REQ_GET_BROKER_RUNTIME_INFO, "broker stats", &j);
+    if (ret != 0 || j == NULL) {
         return ret;
-    }
-    if (A.json) {
-        printf("%s\n", body);
-        free(body);
-        return 0;
-    }
-    j = parse_or_fail(body, "broker stats");
-    free(body);
-    if (j == NULL) {
-        return 1;
     }
     cJSON_ArrayForEach(kv, cJSON_GetObjectItem(j, "table")) {
         printf("%-36s %s\n", kv->string, cJSON_IsString(kv) ? kv->valuestring : "");
