@@ -153,6 +153,13 @@ int rmq_cli__route_parse(struct rmq_cli *c, struct rmq_cli_route *r, const char 
 struct rmq_cli_broker *rmq_cli__broker(struct rmq_cli *c, const char *name);
 /* Master address of broker name, or NULL. */
 const char *rmq_cli__master(struct rmq_cli *c, const char *name);
+/* The address serving q (its master, else any of its set), learning routes as needed;
+ * NULL with the error set. */
+const char *rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q);
+/* A request about q answered with an "offset" field (QUERY_CONSUMER_OFFSET for group,
+ * GET_MIN/MAX_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP with ts_ms). QUERY_NOT_FOUND: -1. */
+int rmq_cli__queue_offset(struct rmq_cli *c, const struct rmq_queue *q, int code,
+                          const char *group, int64_t ts_ms, int64_t *offset);
 /* Send a heartbeat to every known broker now. */
 void rmq_cli__heartbeat_all(struct rmq_cli *c);
 /* UNREGISTER_CLIENT for producer_group or consumer_group to every known broker. */

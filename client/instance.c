@@ -8,6 +8,7 @@
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,8 +187,20 @@ rmq_cli__init(struct rmq_cli *c, const struct rmq_options *opts, const char *def
     {
         char ip[INET_ADDRSTRLEN];
 
+        static _Atomic uint32_t handles;
+        bool named = opts != NULL && opts->instance_name != NULL &&
+                     strcmp(opts->instance_name, "DEFAULT") != 0;
+
         inet_ntop(AF_INET, c->ip, ip, sizeof(ip));
-        snprintf(c->client_id, sizeof(c->client_id), "%s@%d#%s", ip, (int)getpid(), c->instance);
+        /* unique per handle: two consumers of a group with one id would both take the same
+         * queues and leave others to nobody (CLIENT.md §1) */
+        if (named) {
+            snprintf(c->client_id, sizeof(c->client_id), "%s@%d#%s", ip, (int)getpid(),
+                     c->instance);
+        } else {
+            snprintf(c->client_id, sizeof(c->client_id), "%s@%d#%u", ip, (int)getpid(),
+                     (unsigned)atomic_fetch_add(&handles, 1));
+        }
     }
     c->owner = pthread_self();
     rmq_strmap_init(&c->conns);
@@ -933,3 +946,70 @@ rmq_cli__unregister(struct rmq_cli *c, const char *producer_group, const char *c
         }
     }
 }
+
+/* ---- per-queue requests --------------------------------------------------------------------- */
+
+/* The address serving q (its master, else any of its set), learning routes as needed. */
+const char *
+rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q)
+{
+    struct rmq_cli_broker *b = rmq_cli__broker(c, q->broker_name);
+    const char *addr;
+
+    if (b == NULL && rmq_cli__route(c, q->topic, false) == NULL) {
+        return NULL;
+    }
+    addr = rmq_cli__master(c, q->broker_name);
+    b = rmq_cli__broker(c, q->broker_name);
+    if (addr == NULL && b != NULL && b->addr_count > 0) {
+        addr = b->addrs[0];
+    }
+    if (addr == NULL) {
+        rmq_cli__fail(RMQ_ERR_NO_ROUTE, "no address of broker %s (queue %d of %s)",
+                      q->broker_name, (int)q->queue_id, q->topic);
+    }
+    return addr;
+}
+
+/* One request about q answered with an "offset" field. */
+int
+rmq_cli__queue_offset(struct rmq_cli *c, const struct rmq_queue *q, int code, const char *group,
+                      int64_t ts_ms, int64_t *offset)
+{
+    struct rmq_header h;
+    const char *addr;
+    const char *v;
+    int ret = rmq_cli__check_thread(c);
+
+    if (ret < 0) {
+        return ret;
+    }
+    addr = rmq_cli__queue_addr(c, q);
+    if (addr == NULL) {
+        return rmq_cli__last_code();
+    }
+    rmq_header_init(&h, code, c->ser);
+    if (group != NULL) {
+        rmq_header_add(&h, "consumerGroup", group);
+    }
+    rmq_header_add(&h, "topic", q->topic);
+    rmq_header_add_i64(&h, "queueId", q->queue_id);
+    if (code == RMQ_REQ_SEARCH_OFFSET_BY_TIMESTAMP) {
+        rmq_header_add_i64(&h, "timestamp", ts_ms);
+    }
+    ret = rmq_cli__call(c, addr, &h, NULL, 0, rmq_cli__deadline(c));
+    if (ret < 0) {
+        return ret;
+    }
+    if (code == RMQ_REQ_QUERY_CONSUMER_OFFSET && c->resp.code == RMQ_RESP_QUERY_NOT_FOUND) {
+        *offset = -1;
+        return 0;
+    }
+    if (c->resp.code != RMQ_RESP_SUCCESS) {
+        return rmq_cli__broker_fail(&c->resp, rmq_request_code_name(code));
+    }
+    v = rmq_cli__ext(&c->resp, "offset");
+    *offset = v != NULL ? strtoll(v, NULL, 10) : -1;
+    return 0;
+}
+

@@ -109,28 +109,6 @@ rmq_pull_queues(struct rmq_pull_consumer *c, const char *topic, struct rmq_queue
     return 0;
 }
 
-/* The address serving q (its master, else any of its set), learning routes as needed. */
-static const char *
-queue_addr(struct rmq_cli *c, const struct rmq_queue *q)
-{
-    struct rmq_cli_broker *b = rmq_cli__broker(c, q->broker_name);
-    const char *addr;
-
-    if (b == NULL && rmq_cli__route(c, q->topic, false) == NULL) {
-        return NULL;
-    }
-    addr = rmq_cli__master(c, q->broker_name);
-    b = rmq_cli__broker(c, q->broker_name);
-    if (addr == NULL && b != NULL && b->addr_count > 0) {
-        addr = b->addrs[0];
-    }
-    if (addr == NULL) {
-        rmq_cli__fail(RMQ_ERR_NO_ROUTE, "no address of broker %s (queue %d of %s)",
-                      q->broker_name, (int)q->queue_id, q->topic);
-    }
-    return addr;
-}
-
 static int64_t
 ext_i64(const struct rmq_cli_resp *r, const char *key, int64_t def)
 {
@@ -158,7 +136,7 @@ rmq_pull(struct rmq_pull_consumer *pc, const struct rmq_queue *q, const char *ta
                                    tags, PULL_TAGS_MAX, &tag_count)) < 0) {
         return ret;
     }
-    addr = queue_addr(c, q);
+    addr = rmq_cli__queue_addr(c, q);
     if (addr == NULL) {
         return rmq_cli__last_code();
     }
@@ -206,69 +184,29 @@ rmq_pull(struct rmq_pull_consumer *pc, const struct rmq_queue *q, const char *ta
     }
 }
 
-/* One request about q answered with an "offset" field. */
-static int
-queue_offset_call(struct rmq_cli *c, const struct rmq_queue *q, int code, const char *group,
-                  int64_t ts_ms, int64_t *offset)
-{
-    struct rmq_header h;
-    const char *addr;
-    int ret = rmq_cli__check_thread(c);
-
-    if (ret < 0) {
-        return ret;
-    }
-    addr = queue_addr(c, q);
-    if (addr == NULL) {
-        return rmq_cli__last_code();
-    }
-    rmq_header_init(&h, code, c->ser);
-    if (group != NULL) {
-        rmq_header_add(&h, "consumerGroup", group);
-    }
-    rmq_header_add(&h, "topic", q->topic);
-    rmq_header_add_i64(&h, "queueId", q->queue_id);
-    if (code == RMQ_REQ_SEARCH_OFFSET_BY_TIMESTAMP) {
-        rmq_header_add_i64(&h, "timestamp", ts_ms);
-    }
-    ret = rmq_cli__call(c, addr, &h, NULL, 0, rmq_cli__deadline(c));
-    if (ret < 0) {
-        return ret;
-    }
-    if (code == RMQ_REQ_QUERY_CONSUMER_OFFSET && c->resp.code == RMQ_RESP_QUERY_NOT_FOUND) {
-        *offset = -1;
-        return 0;
-    }
-    if (c->resp.code != RMQ_RESP_SUCCESS) {
-        return rmq_cli__broker_fail(&c->resp, rmq_request_code_name(code));
-    }
-    *offset = ext_i64(&c->resp, "offset", -1);
-    return 0;
-}
-
 int
 rmq_pull_fetch_offset(struct rmq_pull_consumer *c, const struct rmq_queue *q, int64_t *offset)
 {
-    return queue_offset_call(&c->c, q, RMQ_REQ_QUERY_CONSUMER_OFFSET, c->c.group, 0, offset);
+    return rmq_cli__queue_offset(&c->c, q, RMQ_REQ_QUERY_CONSUMER_OFFSET, c->c.group, 0, offset);
 }
 
 int
 rmq_pull_min_offset(struct rmq_pull_consumer *c, const struct rmq_queue *q, int64_t *offset)
 {
-    return queue_offset_call(&c->c, q, RMQ_REQ_GET_MIN_OFFSET, NULL, 0, offset);
+    return rmq_cli__queue_offset(&c->c, q, RMQ_REQ_GET_MIN_OFFSET, NULL, 0, offset);
 }
 
 int
 rmq_pull_max_offset(struct rmq_pull_consumer *c, const struct rmq_queue *q, int64_t *offset)
 {
-    return queue_offset_call(&c->c, q, RMQ_REQ_GET_MAX_OFFSET, NULL, 0, offset);
+    return rmq_cli__queue_offset(&c->c, q, RMQ_REQ_GET_MAX_OFFSET, NULL, 0, offset);
 }
 
 int
 rmq_pull_offset_by_time(struct rmq_pull_consumer *c, const struct rmq_queue *q, int64_t ts_ms,
                         int64_t *offset)
 {
-    return queue_offset_call(&c->c, q, RMQ_REQ_SEARCH_OFFSET_BY_TIMESTAMP, NULL, ts_ms, offset);
+    return rmq_cli__queue_offset(&c->c, q, RMQ_REQ_SEARCH_OFFSET_BY_TIMESTAMP, NULL, ts_ms, offset);
 }
 
 int
@@ -282,7 +220,7 @@ rmq_pull_commit_offset(struct rmq_pull_consumer *pc, const struct rmq_queue *q, 
     if (ret < 0) {
         return ret;
     }
-    addr = queue_addr(c, q);
+    addr = rmq_cli__queue_addr(c, q);
     if (addr == NULL) {
         return rmq_cli__last_code();
     }

@@ -199,6 +199,59 @@ int rmq_pull_max_offset(struct rmq_pull_consumer *c, const struct rmq_queue *q, 
 int rmq_pull_offset_by_time(struct rmq_pull_consumer *c, const struct rmq_queue *q,
                             int64_t ts_ms, int64_t *offset);
 
+/* ---- push consumer ---------------------------------------------------------------------------- */
+
+/*
+ * A push consumer runs on a thread of its own, started by rmq_push_consumer_start: it
+ * long-polls every queue assigned to it and calls the consume callback on that thread,
+ * in queue-offset order per queue. Clustering (default): the group's consumers share
+ * the queues (spec/CLIENT.md §6.2's average allocation, rebalanced every 20 s and as
+ * soon as the broker says the group changed), offsets are committed to the broker every
+ * 5 s and at destroy; a failed message goes back to the broker (CONSUMER_SEND_MSG_BACK)
+ * and returns through %RETRY%<group> after the delay levels, to %DLQ%<group> after
+ * max_reconsume. Broadcasting: every consumer takes every queue, offsets are kept in a
+ * local file, failures are not retried. Orderly: a queue is consumed only while this
+ * consumer holds its broker lock; a failed batch is retried in place after 1 s.
+ */
+struct rmq_push_consumer;
+
+enum rmq_consume_status {
+    RMQ_CONSUME_SUCCESS = 0,
+    RMQ_CONSUME_LATER = 1,          /* failed: retry (orderly: suspend the queue 1 s) */
+};
+
+/* msgs[0..count) of one queue, in offset order; return enum rmq_consume_status. */
+typedef int (*rmq_consume_fn)(void *arg, const struct rmq_msg *msgs, uint32_t count);
+
+enum rmq_from_where {
+    RMQ_FROM_LAST_OFFSET = 0,       /* a group with no committed offset starts at the end */
+    RMQ_FROM_FIRST_OFFSET = 1,
+    RMQ_FROM_TIMESTAMP = 2,
+};
+
+struct rmq_push_options {
+    bool broadcasting;
+    bool orderly;
+    int from_where;                 /* enum rmq_from_where: only without a stored offset */
+    int64_t from_timestamp_ms;      /* RMQ_FROM_TIMESTAMP; 0: 30 minutes before start */
+    uint32_t batch_size;            /* messages per callback; default 1 */
+    int32_t max_reconsume;          /* default 16; orderly: 0 means never give up */
+    const char *offsets_dir;        /* broadcasting: default $HOME/.ringmq/offsets */
+    uint32_t rebalance_ms;          /* default 20000 */
+    uint32_t persist_ms;            /* offset commits; default 5000 */
+};
+
+int rmq_push_consumer_create(struct rmq_push_consumer **out, const struct rmq_options *opts,
+                             const struct rmq_push_options *push);
+/* Before start: consume topic's messages matching tag_expr ("*", "A || B"). */
+int rmq_push_subscribe(struct rmq_push_consumer *c, const char *topic, const char *tag_expr);
+/* Start the consumer's thread; returns once it is connected and subscribed (or failed). */
+int rmq_push_consumer_start(struct rmq_push_consumer *c, rmq_consume_fn fn, void *arg);
+/* Queues assigned to this consumer right now (retry topic included). */
+uint32_t rmq_push_assigned_count(const struct rmq_push_consumer *c);
+/* Stop pulling, commit offsets, release locks, unregister, join the thread, free. */
+void rmq_push_consumer_destroy(struct rmq_push_consumer *c);
+
 /* ---- admin ------------------------------------------------------------------------------------ */
 
 struct rmq_admin;

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "client/ringmq.h"
 #include "core/clock.h"
+#include "core/util.h"
 #include "net/codes.h"
 #include "tests/integration/harness.h"
 
@@ -547,5 +549,381 @@ Test(client, the_command_line_does_what_its_help_says)
     cr_assert(strstr(out, "consumer progress") != NULL, "%s", out);
     cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic delete -t CliTopic", ns), 0, "%s", out);
     cr_assert_eq(rmq(out, sizeof(out), "-n '%s' topic route -t CliTopic", ns), 1, "%s", out);
+    daemon_stop_ok_at(&A);
+}
+
+/* ---- push consumers ---------------------------------------------------------------------------- */
+
+#define SEEN_MAX 1024
+
+/* What one push consumer's callback saw (it runs on the consumer's thread). */
+struct got {
+    pthread_mutex_t mu;
+    int total;
+    int counts[SEEN_MAX];           /* by the number in the body "<prefix><n>" */
+    char prefix[8];
+    int fail_left;                  /* answer LATER this many times for fail_body */
+    char fail_body[32];
+    int fail_seen;
+    int reconsume[8];               /* reconsume_times of each fail_body delivery */
+    char topic[64];                 /* of the last fail_body delivery */
+    int order_errors;
+    int last_seq[8];                /* orderly: per key "k<j>-<seq>" */
+};
+
+static void
+got_init(struct got *g, const char *prefix)
+{
+    memset(g, 0, sizeof(*g));
+    pthread_mutex_init(&g->mu, NULL);
+    snprintf(g->prefix, sizeof(g->prefix), "%s", prefix);
+    for (int i = 0; i < 8; i++) {
+        g->last_seq[i] = -1;
+    }
+}
+
+static int
+got_msgs(void *arg, const struct rmq_msg *msgs, uint32_t n)
+{
+    struct got *g = arg;
+    int status = RMQ_CONSUME_SUCCESS;
+
+    pthread_mutex_lock(&g->mu);
+    for (uint32_t i = 0; i < n; i++) {
+        char body[64];
+        int k, j, seq;
+
+        snprintf(body, sizeof(body), "%.*s", (int)RMQ_MIN(msgs[i].body_len, 63u),
+                 (const char *)msgs[i].body);
+        if (g->fail_body[0] != '\0' && strcmp(body, g->fail_body) == 0) {
+            if (g->fail_seen < 8) {
+                g->reconsume[g->fail_seen] = msgs[i].reconsume_times;
+            }
+            g->fail_seen++;
+            snprintf(g->topic, sizeof(g->topic), "%s", msgs[i].topic);
+            if (g->fail_left > 0) {
+                g->fail_left--;
+                status = RMQ_CONSUME_LATER;
+                continue;
+            }
+        }
+        if (sscanf(body, "k%d-%d", &j, &seq) == 2 && j >= 0 && j < 8) {
+            g->order_errors += seq != g->last_seq[j] + 1;
+            g->last_seq[j] = seq;
+        }
+        if (strncmp(body, g->prefix, strlen(g->prefix)) == 0) {
+            k = atoi(body + strlen(g->prefix));
+            if (k >= 0 && k < SEEN_MAX) {
+                g->counts[k]++;
+            }
+        }
+        g->total++;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return status;
+}
+
+static int
+got_total(struct got *g)
+{
+    int n;
+
+    pthread_mutex_lock(&g->mu);
+    n = g->total;
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
+static struct rmq_push_consumer *
+push_start(const char *group, const char *topic, const struct rmq_push_options *po, struct got *g)
+{
+    struct rmq_options o = opts(group);
+    struct rmq_push_consumer *c;
+
+    cr_assert_eq(rmq_push_consumer_create(&c, &o, po), 0, "%s", rmq_last_error());
+    cr_assert_eq(rmq_push_subscribe(c, topic, "*"), 0, "%s", rmq_last_error());
+    cr_assert_eq(rmq_push_consumer_start(c, got_msgs, g), 0, "%s", rmq_last_error());
+    return c;
+}
+
+static void
+send_n(const char *topic, const char *prefix, int from, int n)
+{
+    struct rmq_options o = opts("PG_PUSH");
+    struct rmq_producer *p;
+    struct rmq_send_result r;
+    char body[32];
+
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int i = from; i < from + n; i++) {
+        struct rmq_message m = {.topic = topic, .body = body};
+
+        snprintf(body, sizeof(body), "%s%d", prefix, i);
+        m.body_len = strlen(body);
+        cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+    }
+    rmq_producer_destroy(p);
+}
+
+static void
+wait_until(bool (*cond)(void *), void *arg, int seconds, const char *what)
+{
+    uint64_t end = rmq_clock_mono_ns() + (uint64_t)seconds * 1000000000ull;
+
+    while (!cond(arg)) {
+        cr_assert_lt(rmq_clock_mono_ns(), end, "timed out waiting for %s", what);
+        usleep(20000);
+    }
+}
+
+static struct rmq_push_consumer *pair[2];
+static struct got *pair_got[2];
+static int pair_want;
+
+static bool
+pair_settled(void *arg)
+{
+    (void)arg;
+    return rmq_push_assigned_count(pair[0]) + (pair[1] != NULL ? rmq_push_assigned_count(pair[1]) : 0) ==
+               5 && (pair[1] == NULL || (rmq_push_assigned_count(pair[0]) > 0 &&
+                                         rmq_push_assigned_count(pair[1]) > 0));
+}
+
+static bool
+pair_got_all(void *arg)
+{
+    (void)arg;
+    return got_total(pair_got[0]) + (pair_got[1] != NULL ? got_total(pair_got[1]) : 0) >= pair_want;
+}
+
+Test(client, push_consumers_share_a_group_and_one_takes_over_when_the_other_stops)
+{
+    static struct got g1, g2;
+    struct rmq_push_options po = {.from_where = RMQ_FROM_FIRST_OFFSET};
+    struct rmq_options o = opts("PG_PUSH");
+    struct rmq_admin *a;
+
+    start_a(NULL);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "PushShared", 4);
+    rmq_admin_destroy(a);
+    got_init(&g1, "p-");
+    got_init(&g2, "p-");
+    pair[0] = push_start("CG_SHARED", "PushShared", &po, &g1);
+    pair[1] = push_start("CG_SHARED", "PushShared", &po, &g2);
+    pair_got[0] = &g1;
+    pair_got[1] = &g2;
+    /* 4 queues and the retry topic's 1, split between the two */
+    wait_until(pair_settled, NULL, 30, "both consumers to hold queues");
+    cr_log_info("assigned: %u and %u", rmq_push_assigned_count(pair[0]),
+                rmq_push_assigned_count(pair[1]));
+    send_n("PushShared", "p-", 0, 400);
+    pair_want = 400;
+    wait_until(pair_got_all, NULL, 20, "400 messages");
+    usleep(300000);
+    for (int i = 0; i < 400; i++) {
+        cr_assert_eq(g1.counts[i] + g2.counts[i], 1, "p-%d consumed %d + %d times", i,
+                     g1.counts[i], g2.counts[i]);
+    }
+    cr_assert_gt(g1.total, 0);
+    cr_assert_gt(g2.total, 0);
+    cr_log_info("split: %d and %d", g1.total, g2.total);
+    /* one leaves (committing its offsets): the other takes every queue */
+    rmq_push_consumer_destroy(pair[1]);
+    pair[1] = NULL;
+    pair_got[1] = NULL;
+    wait_until(pair_settled, NULL, 30, "the remaining consumer to take every queue");
+    got_init(&g1, "q-");
+    send_n("PushShared", "q-", 0, 200);
+    pair_want = 200;
+    wait_until(pair_got_all, NULL, 20, "200 messages after the take-over");
+    usleep(300000);
+    for (int i = 0; i < 200; i++) {
+        cr_assert_eq(g1.counts[i], 1, "q-%d consumed %d times", i, g1.counts[i]);
+    }
+    cr_assert_eq(g1.total, 200, "nothing from before the take-over came again");
+    rmq_push_consumer_destroy(pair[0]);
+    daemon_stop_ok_at(&A);
+}
+
+static struct got *bc_got[2];
+
+static bool
+bc_all(void *arg)
+{
+    (void)arg;
+    return got_total(bc_got[0]) >= 100 && got_total(bc_got[1]) >= 100;
+}
+
+Test(client, broadcasting_consumers_each_get_everything)
+{
+    static struct got g1, g2;
+    char dir[96];
+    char file[160];
+    struct rmq_push_options po = {.broadcasting = true, .from_where = RMQ_FROM_FIRST_OFFSET};
+    struct rmq_push_consumer *c1, *c2;
+    struct rmq_options o = opts("PG_PUSH");
+    struct rmq_admin *a;
+
+    start_a(NULL);
+    snprintf(dir, sizeof(dir), "%s/offsets", A.dir);
+    po.offsets_dir = dir;
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "PushBroadcast", 2);
+    rmq_admin_destroy(a);
+    got_init(&g1, "b-");
+    got_init(&g2, "b-");
+    c1 = push_start("CG_BROAD", "PushBroadcast", &po, &g1);
+    c2 = push_start("CG_BROAD", "PushBroadcast", &po, &g2);
+    send_n("PushBroadcast", "b-", 0, 100);
+    bc_got[0] = &g1;
+    bc_got[1] = &g2;
+    wait_until(bc_all, NULL, 20, "100 messages at each consumer");
+    usleep(300000);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(g1.counts[i], 1, "b-%d at consumer 1: %d", i, g1.counts[i]);
+        cr_assert_eq(g2.counts[i], 1, "b-%d at consumer 2: %d", i, g2.counts[i]);
+    }
+    cr_assert_eq(rmq_push_assigned_count(c1), 2, "broadcasting takes every queue, no retry topic");
+    rmq_push_consumer_destroy(c1);
+    rmq_push_consumer_destroy(c2);
+    snprintf(file, sizeof(file), "%s/CG_BROAD.json", dir);
+    cr_assert_eq(access(file, R_OK), 0, "offsets kept in %s", file);
+    /* restarted, it resumes from its file: nothing again */
+    got_init(&g1, "b-");
+    c1 = push_start("CG_BROAD", "PushBroadcast", &po, &g1);
+    usleep(1500000);
+    cr_assert_eq(got_total(&g1), 0, "a restarted broadcasting consumer resumes where it was");
+    rmq_push_consumer_destroy(c1);
+    daemon_stop_ok_at(&A);
+}
+
+static struct got *one_got;
+static int one_want;
+
+static bool
+one_all(void *arg)
+{
+    (void)arg;
+    return got_total(one_got) >= one_want;
+}
+
+Test(client, orderly_consumption_keeps_each_queues_order_and_retries_in_place)
+{
+    static struct got g;
+    struct rmq_push_options po = {.orderly = true, .from_where = RMQ_FROM_FIRST_OFFSET};
+    struct rmq_options o = opts("PG_ORDER");
+    struct rmq_push_consumer *c;
+    struct rmq_producer *p;
+    struct rmq_admin *a;
+    struct rmq_send_result r;
+    char body[32], key[8];
+
+    start_a(NULL);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "PushOrder", 4);
+    rmq_admin_destroy(a);
+    got_init(&g, "k");
+    snprintf(g.fail_body, sizeof(g.fail_body), "k1-10");
+    g.fail_left = 2;                /* fails twice, then goes through: order must hold */
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int seq = 0; seq < 50; seq++) {
+        for (int j = 0; j < 4; j++) {
+            struct rmq_message m = {.topic = "PushOrder", .body = body};
+
+            snprintf(body, sizeof(body), "k%d-%d", j, seq);
+            snprintf(key, sizeof(key), "key%d", j);
+            m.body_len = strlen(body);
+            cr_assert_eq(rmq_producer_send_ordered(p, &m, key, &r), 0, "%s", rmq_last_error());
+        }
+    }
+    rmq_producer_destroy(p);
+    c = push_start("CG_ORDER", "PushOrder", &po, &g);
+    one_got = &g;
+    one_want = 200;
+    wait_until(one_all, NULL, 30, "200 ordered messages");
+    cr_assert_eq(g.order_errors, 0, "per-key sequence broken %d times", g.order_errors);
+    cr_assert_eq(g.fail_seen, 3, "k1-10 delivered twice more after failing");
+    for (int j = 0; j < 4; j++) {
+        cr_assert_eq(g.last_seq[j], 49);
+    }
+    rmq_push_consumer_destroy(c);
+    daemon_stop_ok_at(&A);
+}
+
+Test(client, a_push_consumer_resumes_from_its_committed_offsets_after_a_restart)
+{
+    static struct got g;
+    struct rmq_push_options po = {.from_where = RMQ_FROM_FIRST_OFFSET};
+    struct rmq_options o = opts("PG_PUSH");
+    struct rmq_push_consumer *c;
+    struct rmq_admin *a;
+
+    start_a(NULL);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "PushResume", 2);
+    rmq_admin_destroy(a);
+    send_n("PushResume", "r-", 0, 100);
+    got_init(&g, "r-");
+    c = push_start("CG_RESUME", "PushResume", &po, &g);
+    one_got = &g;
+    one_want = 100;
+    wait_until(one_all, NULL, 20, "the first 100");
+    rmq_push_consumer_destroy(c);
+    send_n("PushResume", "r-", 100, 50);
+    got_init(&g, "r-");
+    c = push_start("CG_RESUME", "PushResume", &po, &g);
+    one_want = 50;
+    wait_until(one_all, NULL, 20, "the next 50");
+    usleep(500000);
+    cr_assert_eq(g.total, 50, "only what came after the commit");
+    for (int i = 100; i < 150; i++) {
+        cr_assert_eq(g.counts[i], 1, "r-%d: %d", i, g.counts[i]);
+    }
+    rmq_push_consumer_destroy(c);
+    daemon_stop_ok_at(&A);
+}
+
+static bool
+retried_twice(void *arg)
+{
+    struct got *g = arg;
+    bool done;
+
+    pthread_mutex_lock(&g->mu);
+    done = g->fail_seen >= 3;
+    pthread_mutex_unlock(&g->mu);
+    return done;
+}
+
+Test(client, failed_messages_come_back_through_the_retry_topic)
+{
+    static const char *const fast[] = {"--messageDelayLevel=100ms 100ms 100ms 100ms 100ms "
+                                       "100ms 100ms 100ms", NULL};
+    static struct got g;
+    struct rmq_push_options po = {.from_where = RMQ_FROM_FIRST_OFFSET};
+    struct rmq_options o = opts("PG_PUSH");
+    struct rmq_push_consumer *c;
+    struct rmq_admin *a;
+
+    start_a(fast);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "PushRetry", 1);
+    rmq_admin_destroy(a);
+    got_init(&g, "x-");
+    snprintf(g.fail_body, sizeof(g.fail_body), "x-7");
+    g.fail_left = 2;
+    c = push_start("CG_RETRY", "PushRetry", &po, &g);
+    send_n("PushRetry", "x-", 0, 10);
+    wait_until(retried_twice, &g, 30, "x-7 to come back twice");
+    one_got = &g;
+    one_want = 10;
+    wait_until(one_all, NULL, 10, "all 10");
+    cr_assert_eq(g.reconsume[0], 0);
+    cr_assert_eq(g.reconsume[1], 1, "came back through %%RETRY%% with reconsumeTimes 1");
+    cr_assert_eq(g.reconsume[2], 2);
+    cr_assert_str_eq(g.topic, "PushRetry", "shown with its original topic");
+    cr_assert_eq(g.counts[7], 1, "consumed successfully once");
+    rmq_push_consumer_destroy(c);
     daemon_stop_ok_at(&A);
 }
