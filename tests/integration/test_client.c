@@ -817,7 +817,7 @@ Test(client, orderly_consumption_keeps_each_queues_order_and_retries_in_place)
     struct rmq_producer *p;
     struct rmq_admin *a;
     struct rmq_send_result r;
-    char body[32], key[8];
+    char body[32], key[16];
 
     start_a(NULL);
     cr_assert_eq(rmq_admin_create(&a, &o), 0);
