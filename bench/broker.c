@@ -22,6 +22,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -658,7 +659,44 @@ struct client_figures {
     struct rmq_bench_pct base;
     struct rmq_bench_pct sync;
     double async_rate;
+    double push_rate;               /* push consumer draining what was sent */
 };
+
+static _Atomic long push_seen;
+
+static int
+push_count(void *arg, const struct rmq_msg *msgs, uint32_t n)
+{
+    (void)arg;
+    (void)msgs;
+    atomic_fetch_add(&push_seen, (long)n);
+    return RMQ_CONSUME_SUCCESS;
+}
+
+/* A push consumer (clustering, from the first offset, batches of 32) draining want
+ * messages of BenchClient: msgs/s from start to the last callback. */
+static double
+push_drain(const char *ns, long want)
+{
+    struct rmq_options o = {.namesrv = ns, .group = "BENCH_CG"};
+    struct rmq_push_options po = {.from_where = RMQ_FROM_FIRST_OFFSET, .batch_size = 32};
+    struct rmq_push_consumer *c;
+    uint64_t t0 = rmq_clock_mono_ns(), end = t0 + 120000000000ull;
+    double secs;
+
+    atomic_store(&push_seen, 0);
+    if (rmq_push_consumer_create(&c, &o, &po) < 0 || rmq_push_subscribe(c, "BenchClient", "*") < 0 ||
+        rmq_push_consumer_start(c, push_count, NULL) < 0) {
+        fprintf(stderr, "rmq-bench: push consumer: %s\n", rmq_last_error());
+        return 0;
+    }
+    while (atomic_load(&push_seen) < want && rmq_clock_mono_ns() < end) {
+        usleep(1000);
+    }
+    secs = (double)(rmq_clock_mono_ns() - t0) / 1e9;
+    rmq_push_consumer_destroy(c);
+    return (double)atomic_load(&push_seen) / secs;
+}
 
 static double
 cmed(const struct client_figures *f, int runs, size_t off)
@@ -673,8 +711,9 @@ cmed(const struct client_figures *f, int runs, size_t off)
 
 /*
  * rmq-bench client: the C client's sync send latency (1 at a time, on the caller's
- * thread) beside the blocking ping-pong baseline measured in the same run, and async
- * sends pipelined (up to --inflight in flight) in msgs/s. ASYNC_FLUSH broker.
+ * thread) beside the blocking ping-pong baseline measured in the same run, async
+ * sends pipelined (up to --inflight in flight) in msgs/s, and a push consumer draining
+ * all of them in msgs/s. ASYNC_FLUSH broker.
  */
 int
 rmq_bench_client(int argc, char **argv)
@@ -750,10 +789,12 @@ rmq_bench_client(int argc, char **argv)
             fprintf(stderr, "rmq-bench: %ld async sends failed\n", client_async_failed);
         }
         rmq_producer_destroy(p);
+        /* everything sent above: warm-up, sync and pipelined */
+        f->push_rate = push_drain(ns, count / 10 + count + pipe_count - client_async_failed);
         broker_stop();
         fprintf(stderr, "run %d: base p50 %.1f us, client sync p50 %.1f us p99 %.1f us, async "
-                "%.0f msg/s\n", r + 1, f->base.p50_us, f->sync.p50_us, f->sync.p99_us,
-                f->async_rate);
+                "%.0f msg/s, push consume %.0f msg/s\n", r + 1, f->base.p50_us, f->sync.p50_us,
+                f->sync.p99_us, f->async_rate, f->push_rate);
     }
     rmq_bench_pingpong_stop();
     free(samples);
@@ -769,5 +810,7 @@ rmq_bench_client(int argc, char **argv)
            CMED(sync.p999_us) / CMED(base.p999_us));
     printf("%-44s %12.0f msg/s (%ld in flight)\n", "rmq_producer_send_async, pipelined",
            CMED(async_rate), inflight);
+    printf("%-44s %12.0f msg/s (one consumer, callbacks of 32)\n", "push consumer draining them",
+           CMED(push_rate));
     return 0;
 }

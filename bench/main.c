@@ -34,7 +34,7 @@ usage(FILE *out)
             "          --delayed=100000\n"
             "          --dir=PATH (default /tmp/rmq-bench-broker; removed after)\n"
             "  client  libringmq against the same broker: sync send p50/p99/p999 beside the\n"
-            "          ping-pong baseline, async sends pipelined in msgs/s\n"
+            "          ping-pong baseline, async sends pipelined, a push consumer draining them\n"
             "          --runs=3 --count=20000 --pipelined=200000 --inflight=1000 --size=1024\n");
 }
 
