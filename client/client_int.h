@@ -62,8 +62,9 @@ struct rmq_cli_resp {
     const char *ext_key[RMQ_FRAME_MAX_EXT];
     const char *ext_val[RMQ_FRAME_MAX_EXT];
     char ext_buf[RMQ_CLI_EXT_BYTES];
-    uint8_t *body;                  /* owned (malloc), NUL-terminated */
+    uint8_t *body;                  /* owned (malloc), NUL-terminated; may be NULL */
     uint32_t body_len;
+    size_t body_cap;
 };
 
 struct rmq_cli;
@@ -142,6 +143,8 @@ int rmq_cli__call_async(struct rmq_cli *c, const char *addr, struct rmq_header *
 int rmq_cli__oneway(struct rmq_cli *c, const char *addr, struct rmq_header *h, const void *body,
                     uint32_t body_len);
 const char *rmq_cli__ext(const struct rmq_cli_resp *r, const char *key);
+/* Take the answer's body over (the caller frees it); NULL when there is none. */
+uint8_t *rmq_cli__resp_take(struct rmq_cli_resp *r);
 uint64_t rmq_cli__deadline(const struct rmq_cli *c);
 
 /* The topic's route, fetched when unknown (or TBW102's when allow_default and the topic

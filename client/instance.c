@@ -424,13 +424,33 @@ resp_copy(struct rmq_cli_resp *r, const struct rmq_frame *f)
         r->ext_buf[used++] = '\0';
         r->ext_count++;
     }
-    free(r->body);
-    r->body = malloc((size_t)f->body_len + 1);
-    r->body_len = r->body != NULL ? f->body_len : 0;
-    if (r->body != NULL) {
-        memcpy(r->body, f->body, f->body_len);
-        r->body[f->body_len] = '\0';
+    /* grown, never shrunk: a send's empty answer costs no allocation */
+    if ((size_t)f->body_len + 1 > r->body_cap) {
+        uint8_t *b = realloc(r->body, (size_t)f->body_len + 1);
+
+        if (b == NULL) {
+            r->body_len = 0;
+            if (r->body != NULL) {
+                r->body[0] = '\0';
+            }
+            return;
+        }
+        r->body = b;
+        r->body_cap = (size_t)f->body_len + 1;
     }
+    memcpy(r->body, f->body, f->body_len);
+    r->body[f->body_len] = '\0';
+    r->body_len = f->body_len;
+}
+
+uint8_t *
+rmq_cli__resp_take(struct rmq_cli_resp *r)
+{
+    uint8_t *b = r->body;
+
+    r->body = NULL;
+    r->body_cap = 0;
+    return b;
 }
 
 const char *

@@ -73,6 +73,20 @@ heartbeat_body(struct rmq_cli *c, struct rmq_jw *w)
     rmq_jw_obj_end(w);
 }
 
+/* Brokers may ask producers things (CHECK_TRANSACTION_STATE, oneway, once transactions
+ * exist); what needs an answer and is not known here is told so rather than left to
+ * time out. */
+static void
+producer_request(struct rmq_conn *conn, struct rmq_frame *req, const struct rmq_bufref *ref,
+                 void *ctx)
+{
+    (void)ref;
+    (void)ctx;
+    if (!rmq_header_is_oneway(&req->h)) {
+        rmq_conn_reply_not_supported(conn, &req->h);
+    }
+}
+
 int
 rmq_producer_create(struct rmq_producer **out, const struct rmq_options *opts)
 {
@@ -99,6 +113,7 @@ rmq_producer_create(struct rmq_producer **out, const struct rmq_options *opts)
         p->as_free = &p->as_mem[i];
     }
     p->c.heartbeat_body = heartbeat_body;
+    p->c.on_request = producer_request;
     p->c.owner_ctx = p;
     *out = p;
     return 0;

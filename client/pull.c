@@ -162,8 +162,7 @@ rmq_pull(struct rmq_pull_consumer *pc, const struct rmq_queue *q, const char *ta
     switch (c->resp.code) {
     case RMQ_RESP_SUCCESS:
         res->status = RMQ_PULL_FOUND;
-        body = c->resp.body;        /* taken over: the messages point into it */
-        c->resp.body = NULL;
+        body = rmq_cli__resp_take(&c->resp);    /* the messages point into it */
         ret = rmq_cli__decode_pulled(body, c->resp.body_len, q->broker_name, tags, tag_count,
                                      res);
         if (ret == 0 && res->count == 0) {
@@ -301,8 +300,7 @@ rmq_admin_call(struct rmq_admin *a, const char *addr, int code, const char *cons
         snprintf(remark, cap, "%s", c->resp.remark);
     }
     if (body_out != NULL) {
-        *body_out = (char *)c->resp.body;
-        c->resp.body = NULL;
+        *body_out = (char *)rmq_cli__resp_take(&c->resp);
         if (*body_out == NULL) {
             *body_out = strdup("");
         }
