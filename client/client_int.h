@@ -192,6 +192,12 @@ int rmq_cli__decode_pulled(uint8_t *body, uint32_t len, const char *broker_name,
 int rmq_cli__parse_tags(const char *expr, char *buf, size_t cap, const char **tags,
                         uint32_t max, uint32_t *count);
 
+/* The END_TRANSACTION (oneway, commitOrRollback 0 = unknown, fromTransactionCheck) that
+ * answers the CHECK_TRANSACTION_STATE check; out borrows check's strings. 0 or -EINVAL
+ * when check lacks its offsets or message id. */
+int rmq_cli__end_tx_unknown(const struct rmq_cli *c, const struct rmq_frame *check,
+                            struct rmq_header *out);
+
 /* ---- queue choice (select.c) -------------------------------------------------------------- */
 
 /* Index into route->pub for the next send: round robin, skipping brokers marked

@@ -4,6 +4,7 @@
  * Property strings, compressed bodies and batch bodies are built in buffers the
  * producer keeps and reuses, so a send allocates nothing once they have grown.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,15 +74,60 @@ heartbeat_body(struct rmq_cli *c, struct rmq_jw *w)
     rmq_jw_obj_end(w);
 }
 
-/* Brokers may ask producers things (CHECK_TRANSACTION_STATE, oneway, once transactions
- * exist); what needs an answer and is not known here is told so rather than left to
+int
+rmq_cli__end_tx_unknown(const struct rmq_cli *c, const struct rmq_frame *check,
+                        struct rmq_header *out)
+{
+    struct rmq_str tso, clo, id, txid;
+    struct rmq_record rec;
+    const char *v;
+    size_t vl;
+
+    if (!rmq_header_get(&check->h, "tranStateTableOffset", &tso) ||
+        !rmq_header_get(&check->h, "commitLogOffset", &clo)) {
+        return -EINVAL;
+    }
+    /* the message id is the record's UNIQ_KEY (the header's msgId as a fallback) */
+    if (check->body_len > 0 &&
+        rmq_record_decode(check->body, check->body_len, false, &rec, NULL) > 0 &&
+        rmq_props_get(rec.props, rec.props_len, "UNIQ_KEY", &v, &vl)) {
+        id.ptr = v;
+        id.len = (uint32_t)vl;
+    } else if (!rmq_header_get(&check->h, "msgId", &id)) {
+        return -EINVAL;
+    }
+    rmq_header_init(out, RMQ_REQ_END_TRANSACTION, c->ser);
+    out->flag |= RMQ_FLAG_ONEWAY;
+    rmq_header_add(out, "producerGroup", c->group);
+    rmq_header_add_n(out, "tranStateTableOffset", 20, tso.ptr, tso.len);
+    rmq_header_add_n(out, "commitLogOffset", 15, clo.ptr, clo.len);
+    rmq_header_add(out, "commitOrRollback", "0");
+    rmq_header_add(out, "fromTransactionCheck", "true");
+    rmq_header_add_n(out, "msgId", 5, id.ptr, id.len);
+    if (rmq_header_get(&check->h, "transactionId", &txid)) {
+        rmq_header_add_n(out, "transactionId", 13, txid.ptr, txid.len);
+    }
+    return 0;
+}
+
+/* Brokers ask producers about their half messages: with no local transactions, the
+ * answer is "unknown", which lets the broker ask again later (REMOTING.md §12.12-13).
+ * Anything else that wants an answer is told it is not supported rather than left to
  * time out. */
 static void
 producer_request(struct rmq_conn *conn, struct rmq_frame *req, const struct rmq_bufref *ref,
                  void *ctx)
 {
+    struct rmq_producer *p = ctx;
+    struct rmq_header h;
+
     (void)ref;
-    (void)ctx;
+    if (req->h.code == RMQ_REQ_CHECK_TRANSACTION_STATE) {
+        if (rmq_cli__end_tx_unknown(&p->c, req, &h) == 0) {
+            rmq_conn_send(conn, &h, NULL, 0);
+        }
+        return;
+    }
     if (!rmq_header_is_oneway(&req->h)) {
         rmq_conn_reply_not_supported(conn, &req->h);
     }

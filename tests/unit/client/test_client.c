@@ -4,6 +4,7 @@
  * decoding of pulled records, tag expressions, route parsing.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "client/client_int.h"
 #include "core/record.h"
+#include "net/codes.h"
 
 /* ---- allocation ------------------------------------------------------------------------------ */
 
@@ -315,4 +317,47 @@ Test(client_route, publish_and_subscribe_queues_from_a_route)
         }
     }
     rmq_strmap_fini(&C.brokers);
+}
+
+Test(client_tx, a_transaction_check_is_answered_unknown_with_the_messages_ids)
+{
+    const char *bodies[] = {"half"};
+    const char *tags[] = {"T"};
+    const bool zipped[] = {false};
+    struct rmq_frame check;
+    struct rmq_header out;
+    struct rmq_str v;
+    uint32_t len;
+    uint8_t *body = records(bodies, tags, zipped, 1, &len);
+
+    memset(&C, 0, sizeof(C));
+    snprintf(C.group, sizeof(C.group), "PG_TX");
+    C.ser = RMQ_SER_ROCKETMQ;
+    memset(&check, 0, sizeof(check));
+    rmq_header_init(&check.h, RMQ_REQ_CHECK_TRANSACTION_STATE, RMQ_SER_JSON);
+    check.h.flag |= RMQ_FLAG_ONEWAY;
+    rmq_header_add(&check.h, "tranStateTableOffset", "17");
+    rmq_header_add(&check.h, "commitLogOffset", "123456");
+    rmq_header_add(&check.h, "msgId", "FROM-HEADER");
+    rmq_header_add(&check.h, "transactionId", "TX-1");
+    check.body = body;
+    check.body_len = len;
+    cr_assert_eq(rmq_cli__end_tx_unknown(&C, &check, &out), 0);
+    cr_assert_eq(out.code, RMQ_REQ_END_TRANSACTION);
+    cr_assert(rmq_header_is_oneway(&out), "END_TRANSACTION goes oneway");
+    cr_assert(rmq_header_get(&out, "commitOrRollback", &v) && rmq_str_eq(v, "0"), "unknown");
+    cr_assert(rmq_header_get(&out, "fromTransactionCheck", &v) && rmq_str_eq(v, "true"));
+    cr_assert(rmq_header_get(&out, "producerGroup", &v) && rmq_str_eq(v, "PG_TX"));
+    cr_assert(rmq_header_get(&out, "tranStateTableOffset", &v) && rmq_str_eq(v, "17"));
+    cr_assert(rmq_header_get(&out, "commitLogOffset", &v) && rmq_str_eq(v, "123456"));
+    cr_assert(rmq_header_get(&out, "msgId", &v) && rmq_str_eq(v, "ID0"),
+              "the record's UNIQ_KEY, not the header's");
+    cr_assert(rmq_header_get(&out, "transactionId", &v) && rmq_str_eq(v, "TX-1"));
+    /* without a body, the header's msgId; without offsets, nothing */
+    check.body_len = 0;
+    cr_assert_eq(rmq_cli__end_tx_unknown(&C, &check, &out), 0);
+    cr_assert(rmq_header_get(&out, "msgId", &v) && rmq_str_eq(v, "FROM-HEADER"));
+    rmq_header_init(&check.h, RMQ_REQ_CHECK_TRANSACTION_STATE, RMQ_SER_JSON);
+    cr_assert_eq(rmq_cli__end_tx_unknown(&C, &check, &out), -EINVAL);
+    free(body);
 }
