@@ -401,6 +401,11 @@ h_runtime_info(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufre
        (unsigned long long)(b->timer_store != NULL ? rmq_store_min_off(b->timer_store) : 0));
     kv(w, "timerLogMaxOffset", "%llu",
        (unsigned long long)(b->timer_store != NULL ? rmq_store_written_off(b->timer_store) : 0));
+    kv(w, "indexEntries", "%llu",
+       (unsigned long long)(b->index != NULL ? rmq_index_stats(b->index)->entries : 0));
+    kv(w, "indexFiles", "%u", b->index != NULL ? rmq_index_stats(b->index)->files : 0);
+    kv(w, "indexEndPhyoffset", "%lld",
+       (long long)(b->index != NULL ? rmq_index_end_phys(b->index) : -1));
     kv(w, "timerRolled", "%llu", (unsigned long long)b->stats.timer_rolled);
     kv(w, "heldMarksRecovered", "%llu", (unsigned long long)b->stats.held_marks_recovered);
     rmq_jw_obj_end(w);

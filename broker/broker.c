@@ -82,6 +82,12 @@ static const struct rmq_config_key broker_keys[] = {
     BK("mappedFileSizeTimerLog", RMQ_CONFIG_I64, timer_seg_size, "104857600", 65536, 1LL << 30,
        "segment size of the timer log (scheduled messages): a segment goes once its messages "
        "were delivered"),
+    BK("messageIndexEnable", RMQ_CONFIG_BOOL, index_enable, "true", 0, 0,
+       "index every message's KEYS and UNIQ_KEY (QUERY_MESSAGE, query by id)"),
+    BK("maxHashSlotNum", RMQ_CONFIG_I64, index_slots, "5000000", 1, 100000000,
+       "hash slots per key index file"),
+    BK("maxIndexNum", RMQ_CONFIG_I64, index_entries, "20000000", 2, 400000000,
+       "entries per key index file (32 bytes each)"),
     BK("maxConnections", RMQ_CONFIG_I64, max_connections, "4096", 16, 65536,
        "client connections served at once; more are refused"),
     BK("clientChannelMaxIdleTimeSeconds", RMQ_CONFIG_I64, channel_idle_s, "120", 1, 86400,
@@ -368,6 +374,7 @@ scan_fire(struct rmq_timer *t)
     struct rmq_broker *b = rmq_container_of(t, struct rmq_broker, scan_timer);
 
     rmq_broker__clients_scan(b);
+    rmq_broker__keys_scan(b);
     rmq_timer_arm(b->loop, &b->scan_timer, SCAN_INTERVAL_NS, scan_fire);
 }
 
@@ -399,6 +406,18 @@ conn_closed(struct rmq_conn *c, int err, void *ctx)
 
 /* ---- create / stop / destroy ----------------------------------------------------------------- */
 
+/* Every consume queue entry written in the commitlog: the key index, then whatever
+ * waits for it (parked pulls, delay levels). */
+static void
+main_arrival(void *ctx, const char *topic, uint32_t topic_len, int32_t queue_id, int64_t max,
+             int64_t tags_code)
+{
+    struct rmq_broker *b = ctx;
+
+    rmq_broker__keys_arrival(b, topic, topic_len, queue_id, max);
+    rmq_broker__pull_arrival(ctx, topic, topic_len, queue_id, max, tags_code);
+}
+
 static int
 open_store(struct rmq_broker *b)
 {
@@ -425,7 +444,11 @@ open_store(struct rmq_broker *b)
         b->store = NULL;
         return ret;
     }
-    rmq_store_on_arrival(b->store, rmq_broker__pull_arrival, b);
+    rmq_store_on_arrival(b->store, main_arrival, b);
+    ret = rmq_broker__keys_init(b);
+    if (ret < 0) {
+        return ret;
+    }
     ret = rmq_broker__delay_init(b);
     if (ret == 0) {
         ret = rmq_broker__marks_recover(b);
@@ -543,6 +566,7 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     rmq_broker__clients_install(b);
     rmq_broker__admin_install(b);
     rmq_broker__delay_install(b);
+    rmq_broker__keys_install(b);
 
     if (b->cfg.standalone) {
         scfg = (struct rmq_server_config){
@@ -585,6 +609,7 @@ fail_srv:
     *out = b;
     return ret;
 fail_store:
+    rmq_broker__keys_fini(b);
     rmq_broker__delay_fini(b);
     if (b->timer_store != NULL) {
         rmq_store_close_wait(b->timer_store, 10ull * 1000000000u);
@@ -760,6 +785,7 @@ rmq_broker_destroy(struct rmq_broker *b)
     rmq_broker__send_fini(b);
     rmq_broker__delay_fini(b);
     rmq_broker__timer_fini(b);
+    rmq_broker__keys_fini(b);
     if (b->ns != NULL) {
         rmq_namesrv_destroy(b->ns);
     }

@@ -44,6 +44,9 @@ struct rmq_broker_config {
     int64_t pull_splice_min;                    /* pullSpliceMinBytes: 0 = always copy */
     int64_t timer_max_delay_sec;                /* timerMaxDelaySec */
     int64_t timer_seg_size;                     /* mappedFileSizeTimerLog */
+    bool index_enable;                          /* messageIndexEnable */
+    int64_t index_slots;                        /* maxHashSlotNum */
+    int64_t index_entries;                      /* maxIndexNum */
     int64_t max_connections;                    /* maxConnections */
     int64_t channel_idle_s;                     /* clientChannelMaxIdleTimeSeconds */
     int64_t flush_offset_interval_ms;           /* flushConsumerOffsetInterval */

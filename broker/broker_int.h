@@ -13,6 +13,7 @@
 #include "core/loop.h"
 #include "core/strmap.h"
 #include "core/wheel.h"
+#include "index/index.h"
 #include "net/client.h"
 #include "net/handler.h"
 #include "net/json.h"
@@ -195,6 +196,7 @@ struct rmq_broker {
     char timer_root[RMQ_STORE_PATH_MAX + 16];
     struct rmq_wheel wheel;                 /* messages waiting in the timer log */
     struct rmq_timer wheel_timer;
+    struct rmq_index *index;                /* owned: the key index (keys.c), or NULL */
     struct rmq_timer_seg **tsegs;           /* waiting messages per timer log segment */
     uint64_t tseg_base;                     /* segment index of tsegs[0] */
     uint32_t tseg_cap;
@@ -350,6 +352,14 @@ int rmq_broker__held_record(struct rmq_store *s, uint64_t phys, uint32_t size,
 void rmq_broker__held_to_real(const struct rmq_broker *b, const struct rmq_record *held,
                               const char *topic, int32_t queue_id, const char *const *drop,
                               struct rmq_record *out, char *topic_buf, char *props_buf);
+
+/* The key index and QUERY_MESSAGE (keys.c). */
+int rmq_broker__keys_init(struct rmq_broker *b);
+void rmq_broker__keys_install(struct rmq_broker *b);
+void rmq_broker__keys_arrival(struct rmq_broker *b, const char *topic, uint32_t topic_len,
+                              int32_t queue_id, int64_t max);
+void rmq_broker__keys_scan(struct rmq_broker *b);
+void rmq_broker__keys_fini(struct rmq_broker *b);
 
 /* Arbitrary delivery times (timer.c). */
 int rmq_broker__timer_init(struct rmq_broker *b);

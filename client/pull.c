@@ -397,3 +397,78 @@ rmq_admin_masters(struct rmq_admin *a, const char *cluster, char ***addrs, size_
     }
     return 0;
 }
+
+int
+rmq_admin_query(struct rmq_admin *a, const char *topic, const char *key, bool unique,
+                uint32_t max, int64_t begin_ms, int64_t end_ms, struct rmq_pull_result *res)
+{
+    struct rmq_cli *c = &a->c;
+    struct rmq_cli_route *r;
+    uint8_t *all = NULL;
+    size_t len = 0;
+    const char *first = NULL;
+    int ret = rmq_cli__check_thread(c);
+
+    memset(res, 0, sizeof(*res));
+    if (ret < 0) {
+        return ret;
+    }
+    if (key == NULL || key[0] == '\0') {
+        return rmq_cli__fail(RMQ_ERR_INVALID, "a query needs a key");
+    }
+    r = rmq_cli__route(c, topic, false);
+    if (r == NULL) {
+        return rmq_cli__last_code();
+    }
+    for (uint32_t i = 0; i < r->sub_count; i++) {
+        const char *addr;
+        struct rmq_header h;
+        uint8_t *grown;
+
+        if (i > 0 && strcmp(r->sub[i].broker_name, r->sub[i - 1].broker_name) == 0) {
+            continue;                   /* one request per broker */
+        }
+        addr = rmq_cli__queue_addr(c, &r->sub[i]);
+        if (addr == NULL) {
+            continue;
+        }
+        rmq_header_init(&h, RMQ_REQ_QUERY_MESSAGE, c->ser);
+        rmq_header_add(&h, "topic", topic);
+        rmq_header_add(&h, "key", key);
+        rmq_header_add_i64(&h, "maxNum", RMQ_MAX(max, 1u));
+        rmq_header_add_i64(&h, "beginTimestamp", begin_ms);
+        rmq_header_add_i64(&h, "endTimestamp", end_ms > 0 ? end_ms : INT64_MAX);
+        if (unique) {
+            rmq_header_add(&h, "_UNIQUE_KEY_QUERY", "true");
+        }
+        ret = rmq_cli__call(c, addr, &h, NULL, 0, rmq_cli__deadline(c));
+        if (ret < 0) {
+            free(all);
+            return ret;
+        }
+        if (c->resp.code == RMQ_RESP_QUERY_NOT_FOUND) {
+            continue;
+        }
+        if (c->resp.code != RMQ_RESP_SUCCESS) {
+            free(all);
+            return rmq_cli__broker_fail(&c->resp, "query");
+        }
+        grown = realloc(all, len + c->resp.body_len + 1);
+        if (grown == NULL) {
+            free(all);
+            return rmq_cli__fail(RMQ_ERR_NOMEM, "out of memory");
+        }
+        all = grown;
+        memcpy(all + len, c->resp.body, c->resp.body_len);
+        len += c->resp.body_len;
+        first = first != NULL ? first : r->sub[i].broker_name;
+    }
+    if (all == NULL) {
+        return 0;
+    }
+    ret = rmq_cli__decode_pulled(all, (uint32_t)len, first, NULL, 0, res);
+    if (ret == 0 && res->count > max) {
+        res->count = max;
+    }
+    return ret;
+}

@@ -271,6 +271,14 @@ int rmq_admin_call(struct rmq_admin *a, const char *addr, int code, const char *
 const char *rmq_admin_ext(const struct rmq_admin *a, const char *key);
 /* The topic's route as the NameServer's JSON (*json malloc'ed). */
 int rmq_admin_route(struct rmq_admin *a, const char *topic, char **json);
+/*
+ * Messages of topic whose KEYS hold key (or, with unique, whose UNIQ_KEY is key) stored
+ * in [begin_ms, end_ms] (0 and 0: any time), from every broker of the topic, at most max
+ * (capped at 64 per broker by the brokers), in commitlog order per broker. 0 with res
+ * (count 0 when none: not an error), or the failure. Free with rmq_pull_result_free.
+ */
+int rmq_admin_query(struct rmq_admin *a, const char *topic, const char *key, bool unique,
+                    uint32_t max, int64_t begin_ms, int64_t end_ms, struct rmq_pull_result *res);
 /* Master addresses of every broker of cluster (NULL: every cluster); free *addrs. */
 int rmq_admin_masters(struct rmq_admin *a, const char *cluster, char ***addrs, size_t *n);
 

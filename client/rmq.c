@@ -839,6 +839,48 @@ offset_reset(void)
 }
 
 static int
+query_key(struct rmq_admin *a)
+{
+    struct rmq_pull_result r;
+    int ret;
+
+    if (A.topic == NULL || A.keys == NULL) {
+        return usage_fail("query key", "-t TOPIC and -k KEY are required");
+    }
+    ret = rmq_admin_query(a, A.topic, A.keys, false, A.max > 0 ? (uint32_t)A.max : 64, 0, 0, &r);
+    if (ret < 0) {
+        return lib_fail("query key", ret);
+    }
+    for (uint32_t i = 0; i < r.count; i++) {
+        print_msg(&r.msgs[i]);
+    }
+    if (r.count == 0) {
+        fprintf(stderr, "rmq: no message of %s has key %s\n", A.topic, A.keys);
+    }
+    ret = r.count == 0;
+    rmq_pull_result_free(&r);
+    return ret;
+}
+
+/* A unique id (UNIQ_KEY, what send prints first) through the key index. */
+static int
+query_unique(struct rmq_admin *a, const char *id)
+{
+    struct rmq_pull_result r;
+    int ret = rmq_admin_query(a, A.topic, id, true, 1, 0, 0, &r);
+
+    if (ret < 0) {
+        return lib_fail("query id", ret);
+    }
+    if (r.count > 0) {
+        print_msg(&r.msgs[0]);
+    }
+    ret = r.count == 0 ? fail("query id: no message of %s has unique id %s", A.topic, id) : 0;
+    rmq_pull_result_free(&r);
+    return ret;
+}
+
+static int
 query_id(struct rmq_admin *a)
 {
     char addr[64];
@@ -850,8 +892,14 @@ query_id(struct rmq_admin *a)
     int rc, ret;
     const char *id = A.pos;
 
-    if (id == NULL || strlen(id) != 32) {
-        return usage_fail("query id", "MSGID must be a 32-hex-digit offset message id");
+    if (id == NULL) {
+        return usage_fail("query id", "MSGID is required");
+    }
+    if (A.topic != NULL) {
+        return query_unique(a, id);     /* with a topic: a unique id, as send prints first */
+    }
+    if (strlen(id) != 32) {
+        return usage_fail("query id", "without -t, MSGID must be a 32-hex-digit offset id");
     }
     if (sscanf(id, "%2x%2x%2x%2x%8x", &ip[0], &ip[1], &ip[2], &ip[3], &port) != 5) {
         return usage_fail("query id", "MSGID is not hexadecimal");
@@ -934,8 +982,10 @@ static const struct command commands[] = {
      "[--broadcast] [--from first|last]: one line per message: msgId, queueId, queueOffset, "
      "keys, tags, body (or its length); the group's offsets are committed (not with "
      "--broadcast)", NULL, cmd_consume},
-    {"query id", "MSGID: the message with this offset id (as send prints it second to last)",
-     query_id, NULL},
+    {"query key", "-t TOPIC -k KEY [--max N (64)]: messages of TOPIC with KEY in their keys",
+     query_key, NULL},
+    {"query id", "MSGID [-t TOPIC]: the message with this offset id, or with -t the one with "
+     "this unique id (UNIQ_KEY: the id send prints)", query_id, NULL},
     {"consumer progress", "-g GROUP [-c CLUSTER]: per queue broker offset, consumer offset, lag",
      consumer_progress, NULL},
     {"offset reset", "-g GROUP -t TOPIC --to first|last|TIMESTAMP_MS: commit new offsets (stop "
