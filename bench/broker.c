@@ -75,7 +75,8 @@ log_port(void)
     return p != NULL ? (uint16_t)atoi(p + strlen("broker: ready port=")) : 0;
 }
 
-/* sync_flush: 0 ASYNC_FLUSH, 1 SYNC_FLUSH, 2 ASYNC_FLUSH with every pull spliced;
+/* sync_flush: 0 ASYNC_FLUSH, 1 SYNC_FLUSH, 2 ASYNC_FLUSH with every pull spliced,
+ * 3 ASYNC_FLUSH without the key index;
  * wipe: start on an empty directory (else on what the last broker there left) */
 static int
 broker_launch(const char *base, int sync_flush, bool wipe)
@@ -107,7 +108,10 @@ broker_launch(const char *base, int sync_flush, bool wipe)
         execl(bin, bin, "--standalone", "--listenPort=0", "--namesrvListenPort=0",
               "--bindAddress=127.0.0.1", "--brokerIP1=127.0.0.1",
               sync_flush == 1 ? "--flushDiskType=SYNC_FLUSH" : "--flushDiskType=ASYNC_FLUSH",
-              sync_flush == 2 ? "--pullSpliceMinBytes=1" : "--pullSpliceMinBytes=0", root,
+              sync_flush == 2   ? "--pullSpliceMinBytes=1"
+              : sync_flush == 3 ? "--messageIndexEnable=false"
+                                : "--pullSpliceMinBytes=0",
+              root,
               (char *)NULL);
         _exit(127);
     }
@@ -660,6 +664,8 @@ struct client_figures {
     struct rmq_bench_pct sync;
     double async_rate;
     double push_rate;               /* push consumer draining what was sent */
+    struct rmq_bench_pct query;     /* QUERY_MESSAGE by unique id, one at a time */
+    double async_noindex_rate;      /* the pipelined sends on a broker without the index */
 };
 
 static _Atomic long push_seen;
@@ -709,6 +715,37 @@ cmed(const struct client_figures *f, int runs, size_t off)
     return rmq_bench_median(v, (size_t)runs);
 }
 
+/* Pipelined async sends of n messages on a new producer: msgs/s. */
+static double
+async_run(const char *ns, const struct rmq_message *m, long n, long inflight)
+{
+    struct rmq_options o = {.group = "BENCH_PG", .namesrv = ns};
+    struct rmq_producer *p;
+    struct rmq_send_result res;
+    uint64_t t0;
+
+    if (rmq_producer_create(&p, &o) < 0) {
+        return 0;
+    }
+    rmq_producer_send(p, m, &res);      /* route and connection */
+    client_async_done = client_async_failed = 0;
+    t0 = rmq_clock_mono_ns();
+    for (long i = 0; i < n; i++) {
+        while (i - client_async_done >= inflight) {
+            rmq_producer_poll(p, 0);
+        }
+        if (rmq_producer_send_async(p, m, client_sent, NULL) < 0) {
+            client_async_failed++;
+            client_async_done++;
+        }
+    }
+    while (rmq_producer_poll(p, 1000) > 0) {
+    }
+    t0 = rmq_clock_mono_ns() - t0;
+    rmq_producer_destroy(p);
+    return (double)n / ((double)t0 / 1e9);
+}
+
 /*
  * rmq-bench client: the C client's sync send latency (1 at a time, on the caller's
  * thread) beside the blocking ping-pong baseline measured in the same run, async
@@ -725,6 +762,7 @@ rmq_bench_client(int argc, char **argv)
     size_t size = (size_t)rmq_bench_arg_long(argc, argv, "size", 1024);
     const char *dir = "/tmp/rmq-bench-client";
     static struct client_figures fig[MAX_RUNS];
+    static char ids[1000][33];
     uint64_t *samples;
 
     if (runs < 1 || runs > MAX_RUNS || size == 0 || size > sizeof(body) || count < 100 ||
@@ -769,8 +807,32 @@ rmq_bench_client(int argc, char **argv)
                 break;
             }
             samples[i] = rmq_clock_mono_ns() - t0;
+            if (i < 1000) {
+                memcpy(ids[i], res.msg_id, sizeof(ids[i]));
+            }
         }
         rmq_bench_percentiles(samples, (size_t)count, &f->sync);
+        {
+            /* find 1,000 of them again by their unique ids (QUERY_MESSAGE) */
+            struct rmq_admin *a;
+            long nq = RMQ_MIN(count, 1000L);
+
+            if (rmq_admin_create(&a, &o) == 0) {
+                for (long i = 0; i < nq; i++) {
+                    struct rmq_pull_result qr;
+
+                    t0 = rmq_clock_mono_ns();
+                    if (rmq_admin_query(a, "BenchClient", ids[i], true, 1, 0, 0, &qr) < 0 ||
+                        qr.count != 1) {
+                        fprintf(stderr, "rmq-bench: query %s: %s\n", ids[i], rmq_last_error());
+                    }
+                    samples[i] = rmq_clock_mono_ns() - t0;
+                    rmq_pull_result_free(&qr);
+                }
+                rmq_bench_percentiles(samples, (size_t)nq, &f->query);
+                rmq_admin_destroy(a);
+            }
+        }
         client_async_done = client_async_failed = 0;
         t0 = rmq_clock_mono_ns();
         for (long i = 0; i < pipe_count; i++) {
@@ -792,6 +854,12 @@ rmq_bench_client(int argc, char **argv)
         /* everything sent above: warm-up, sync and pipelined */
         f->push_rate = push_drain(ns, count / 10 + count + pipe_count - client_async_failed);
         broker_stop();
+        /* the same pipelined sends on a broker without the key index: what indexing costs */
+        if (broker_start(dir, 3) == 0) {
+            snprintf(ns, sizeof(ns), "127.0.0.1:%u", log_namesrv_port());
+            f->async_noindex_rate = async_run(ns, &m, pipe_count, inflight);
+            broker_stop();
+        }
         fprintf(stderr, "run %d: base p50 %.1f us, client sync p50 %.1f us p99 %.1f us, async "
                 "%.0f msg/s, push consume %.0f msg/s\n", r + 1, f->base.p50_us, f->sync.p50_us,
                 f->sync.p99_us, f->async_rate, f->push_rate);
@@ -812,5 +880,10 @@ rmq_bench_client(int argc, char **argv)
            CMED(async_rate), inflight);
     printf("%-44s %12.0f msg/s (one consumer, callbacks of 32)\n", "push consumer draining them",
            CMED(push_rate));
+    printf("%-44s %9.1f %9.1f %9.1f  (p50 x%.2f of the baseline)\n",
+           "QUERY_MESSAGE by unique id, 1 at a time", CMED(query.p50_us), CMED(query.p99_us),
+           CMED(query.p999_us), CMED(query.p50_us) / CMED(base.p50_us));
+    printf("%-44s %12.0f msg/s (with the index: x%.3f)\n", "the pipelined sends without the index",
+           CMED(async_noindex_rate), CMED(async_rate) / CMED(async_noindex_rate));
     return 0;
 }

@@ -35,7 +35,10 @@ usage(FILE *out)
             "          --dir=PATH (default /tmp/rmq-bench-broker; removed after)\n"
             "  client  libringmq against the same broker: sync send p50/p99/p999 beside the\n"
             "          ping-pong baseline, async sends pipelined, a push consumer draining them\n"
-            "          --runs=3 --count=20000 --pipelined=200000 --inflight=1000 --size=1024\n");
+            "          --runs=3 --count=20000 --pipelined=200000 --inflight=1000 --size=1024\n"
+            "          (also: QUERY_MESSAGE by unique id, and sends without the key index)\n"
+            "  index   the key index in process: puts/s, warm lookup p50/p99/p999\n"
+            "          --keys=10000000 --queries=100000 --dir=PATH (removed after)\n");
 }
 
 int
@@ -60,6 +63,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "broker") == 0) {
         return rmq_bench_broker(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "index") == 0) {
+        return rmq_bench_index(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "client") == 0) {
         return rmq_bench_client(argc - 1, argv + 1);
