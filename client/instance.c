@@ -387,6 +387,9 @@ wait_connected(struct rmq_cli *c, struct rmq_cli_conn *cc, uint64_t deadline_ns)
 {
     uint64_t failures = cc->cl.stats.connect_failures;
 
+    /* the caller may not have driven the loop for a while: timeouts armed now must count
+     * from now, not from its last iteration */
+    rmq_loop_update_time(&c->loop);
     while (!rmq_client_is_connected(&cc->cl)) {
         uint64_t now = rmq_clock_mono_ns();
 

@@ -212,6 +212,12 @@ heap_down(struct rmq_loop *l, uint32_t i)
     }
 }
 
+void
+rmq_loop_update_time(struct rmq_loop *l)
+{
+    l->now_ns = rmq_clock_mono_ns();
+}
+
 int
 rmq_timer_arm(struct rmq_loop *l, struct rmq_timer *t, uint64_t delay_ns, rmq_timer_fn fn)
 {

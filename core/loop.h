@@ -169,6 +169,10 @@ void rmq_loop_cancel(struct rmq_loop *l, struct rmq_op *op);
 
 /* Timers. Arm fails with -ENOBUFS when max_timers are armed (log names the key). */
 int rmq_timer_arm(struct rmq_loop *l, struct rmq_timer *t, uint64_t delay_ns, rmq_timer_fn fn);
+/* Read the clock into now_ns (libuv's uv_update_time). A loop its caller drives only
+ * now and then must do this before arming timers from outside an iteration: now_ns is
+ * otherwise as old as the last iteration, and a timeout armed from it fires early. */
+void rmq_loop_update_time(struct rmq_loop *l);
 void rmq_timer_cancel(struct rmq_loop *l, struct rmq_timer *t);
 static inline bool
 rmq_timer_is_armed(const struct rmq_timer *t)

@@ -1099,3 +1099,32 @@ Test(client, queries_stay_exact_after_kill_9_and_after_index_damage)
     rmq_admin_destroy(a);
     daemon_stop_ok_at(&A);
 }
+
+Test(client, a_handle_left_idle_longer_than_its_timeout_still_sends)
+{
+    /* its loop only runs inside calls: a timeout armed after a pause must count from then */
+    struct rmq_options o = opts("PG_IDLE");
+    struct rmq_producer *p;
+    struct rmq_admin *a;
+    struct rmq_send_result r;
+    struct rmq_message m = {.topic = "IdleTopic", .body = "x", .body_len = 1};
+
+    o.timeout_ms = 400;
+    start_a(NULL);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    create_topic(a, addr_a, "IdleTopic", 1);
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+    usleep(900000);
+    cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "after a pause: %s", rmq_last_error());
+    usleep(900000);
+    {
+        int code;
+
+        cr_assert_eq(rmq_admin_call(a, addr_a, RMQ_REQ_GET_BROKER_RUNTIME_INFO, NULL, NULL, 0,
+                                    &code, NULL, 0, NULL, NULL), 0, "%s", rmq_last_error());
+    }
+    rmq_producer_destroy(p);
+    rmq_admin_destroy(a);
+    daemon_stop_ok_at(&A);
+}
