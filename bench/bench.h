@@ -22,6 +22,8 @@ long rmq_bench_arg_long(int argc, char **argv, const char *key, long def);
 int rmq_bench_engine(int argc, char **argv);
 int rmq_bench_client(int argc, char **argv);
 int rmq_bench_index(int argc, char **argv);
+/* produce, consume, e2e, query (load.c) */
+int rmq_bench_load(const char *cmd, int argc, char **argv);
 int rmq_bench_codec(int argc, char **argv);
 int rmq_bench_store(int argc, char **argv);
 int rmq_bench_recovery(int argc, char **argv);

@@ -14,6 +14,12 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: rmq-bench COMMAND [--key=value ...]\n"
+            "  produce|consume|e2e|query  load against a running cluster via libringmq:\n"
+            "          --namesrv=HOST:PORT ($NAMESRV_ADDR, else 127.0.0.1:9876) --topic=BenchTopic\n"
+            "          --size=1024 --count=N | --duration=SECONDS --rate=MSGS_PER_S (open loop)\n"
+            "          | --inflight=64 (closed loop) --connections=1 --queues=N (create the\n"
+            "          topic) --mode=sync|async|oneway|batch --batch=32 --keys --json\n"
+            "          --plot=FILE.png; consume: --from=first|last; query: --queries=N\n"
             "  engine  request/response RTT through the io_uring engine vs a blocking\n"
             "          ping-pong, and io_uring_enter calls per request at 1 and 64 in flight\n"
             "          --runs=5 --requests=20000 --size=1024\n"
@@ -63,6 +69,10 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "broker") == 0) {
         return rmq_bench_broker(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "produce") == 0 || strcmp(argv[1], "consume") == 0 ||
+        strcmp(argv[1], "e2e") == 0 || strcmp(argv[1], "query") == 0) {
+        return rmq_bench_load(argv[1], argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "index") == 0) {
         return rmq_bench_index(argc - 1, argv + 1);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 
 #include "broker/broker_int.h"
@@ -401,6 +402,16 @@ h_runtime_info(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufre
        (unsigned long long)(b->timer_store != NULL ? rmq_store_min_off(b->timer_store) : 0));
     kv(w, "timerLogMaxOffset", "%llu",
        (unsigned long long)(b->timer_store != NULL ? rmq_store_written_off(b->timer_store) : 0));
+    {
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_SELF, &ru) == 0) {
+            kv(w, "cpuUserUs", "%lld",
+               (long long)ru.ru_utime.tv_sec * 1000000 + (long long)ru.ru_utime.tv_usec);
+            kv(w, "cpuSysUs", "%lld",
+               (long long)ru.ru_stime.tv_sec * 1000000 + (long long)ru.ru_stime.tv_usec);
+        }
+    }
     kv(w, "indexEntries", "%llu",
        (unsigned long long)(b->index != NULL ? rmq_index_stats(b->index)->entries : 0));
     kv(w, "indexFiles", "%u", b->index != NULL ? rmq_index_stats(b->index)->files : 0);
