@@ -24,6 +24,8 @@ int rmq_bench_client(int argc, char **argv);
 int rmq_bench_index(int argc, char **argv);
 /* produce, consume, e2e, query (load.c) */
 int rmq_bench_load(const char *cmd, int argc, char **argv);
+/* a NATS JetStream publisher for bench/compare.sh (nats.c) */
+int rmq_bench_nats(int argc, char **argv);
 int rmq_bench_codec(int argc, char **argv);
 int rmq_bench_store(int argc, char **argv);
 int rmq_bench_recovery(int argc, char **argv);

@@ -43,6 +43,8 @@ usage(FILE *out)
             "          ping-pong baseline, async sends pipelined, a push consumer draining them\n"
             "          --runs=3 --count=20000 --pipelined=200000 --inflight=1000 --size=1024\n"
             "          (also: QUERY_MESSAGE by unique id, and sends without the key index)\n"
+            "  nats    a NATS JetStream peer for bench/compare.sh: publishes with acks\n"
+            "          --port=4222 --count=100000 --size=1024 --inflight=1\n"
             "  index   the key index in process: puts/s, warm lookup p50/p99/p999\n"
             "          --keys=10000000 --queries=100000 --dir=PATH (removed after)\n");
 }
@@ -73,6 +75,9 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "produce") == 0 || strcmp(argv[1], "consume") == 0 ||
         strcmp(argv[1], "e2e") == 0 || strcmp(argv[1], "query") == 0) {
         return rmq_bench_load(argv[1], argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "nats") == 0) {
+        return rmq_bench_nats(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "index") == 0) {
         return rmq_bench_index(argc - 1, argv + 1);
