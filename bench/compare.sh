@@ -174,6 +174,7 @@ EOF
 gnuplot -e "set terminal pngcairo size 900,500; set output '${md%.md}.png';
     set title 'pipelined sends, msgs/s ($date_, $host)'; set style data histograms;
     set style fill solid 0.8; set boxwidth 0.9; set grid ytics; set yrange [0:*];
+    set key outside right top;
     plot '$work/chart.dat' using 2:xtic(1) title 'ringmq', '' using 3 title 'Redis Streams',
     '' using 4 title 'NATS JetStream'"
 echo "wrote $md and ${md%.md}.png"
