@@ -88,7 +88,9 @@ ringmq() { # ringmq ASYNC_FLUSH|SYNC_FLUSH: fills R_<flush>_* variables
     eval "R_${flush}_p50=$(echo "$one" | num p50)"
     eval "R_${flush}_p99=$(echo "$one" | num p99)"
     eval "R_${flush}_k1=$(echo "$k1" | num msgs_per_s)"
+    eval "R_${flush}_k1p99=$(echo "$k1" | num p99)"
     eval "R_${flush}_b128=$(echo "$b128" | num msgs_per_s)"
+    eval "R_${flush}_b128p99=$(echo "$b128" | num p99)"
     eval "R_${flush}_back=$(echo "$back" | num mb_per_s)"
     eval "R_${flush}_enters=$(echo "$k1" | num io_uring_enter_per_msg)"
     eval "R_${flush}_cpu=$(echo "$k1" | num cpu_us_per_msg)"
@@ -112,8 +114,10 @@ redis() { # redis everysec|always
     eval "S_${mode}_p99=$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
     out=$(redis-benchmark -p "$port" -n "$COUNT" -c 1 -P "$INFLIGHT" --csv XADD s '*' f "$(payload 1024)" | tail -1)
     eval "S_${mode}_k1=$(echo "$out" | awk -F'","' '{print $2}')"
+    eval "S_${mode}_k1p99=$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
     out=$(redis-benchmark -p "$port" -n "$COUNT" -c 1 -P "$INFLIGHT" --csv XADD s '*' f "$(payload 128)" | tail -1)
     eval "S_${mode}_b128=$(echo "$out" | awk -F'","' '{print $2}')"
+    eval "S_${mode}_b128p99=$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 echo "== Redis Streams"
@@ -128,8 +132,10 @@ pids+=($npid)
 sleep 0.5
 out=$($RB nats --port="$nport" --count="$LAT_COUNT" --size=1024 --inflight=1)
 N_p50=$(echo "$out" | num p50); N_p99=$(echo "$out" | num p99)
-N_k1=$($RB nats --port="$nport" --count="$COUNT" --size=1024 --inflight="$INFLIGHT" | num msgs_per_s)
-N_b128=$($RB nats --port="$nport" --count="$COUNT" --size=128 --inflight="$INFLIGHT" | num msgs_per_s)
+out=$($RB nats --port="$nport" --count="$COUNT" --size=1024 --inflight="$INFLIGHT")
+N_k1=$(echo "$out" | num msgs_per_s); N_k1p99=$(echo "$out" | num p99)
+out=$($RB nats --port="$nport" --count="$COUNT" --size=128 --inflight="$INFLIGHT")
+N_b128=$(echo "$out" | num msgs_per_s); N_b128p99=$(echo "$out" | num p99)
 kill "$npid"; wait "$npid" 2>/dev/null || true
 
 # ---- the table -------------------------------------------------------------------------------------
@@ -155,9 +161,11 @@ echo "| 1 KiB, 1 in flight, p99 µs (async flush) | $R_ASYNC_FLUSH_p99 | $S_ever
 bp=$(best "$S_everysec_k1" "$N_k1")
 echo "| 1 KiB pipelined, msgs/s (async flush) | $R_ASYNC_FLUSH_k1 | $S_everysec_k1 | - | $N_k1 | fio write $fio_msgs | $(ratio "$R_ASYNC_FLUSH_k1" "$bp") | $(ratio "$R_ASYNC_FLUSH_k1" "$fio_msgs") |"
 bp=$(best "$S_everysec_b128" "$N_b128")
+echo "| 1 KiB pipelined, p99 µs (async flush) | $R_ASYNC_FLUSH_k1p99 | $S_everysec_k1p99 | - | $N_k1p99 | - | $(ratio "$(least "$S_everysec_k1p99" "$N_k1p99")" "$R_ASYNC_FLUSH_k1p99") | - |"
 echo "| 128 B pipelined, msgs/s (async flush) | $R_ASYNC_FLUSH_b128 | $S_everysec_b128 | - | $N_b128 | - | $(ratio "$R_ASYNC_FLUSH_b128" "$bp") | - |"
 echo "| 1 KiB, 1 in flight, p50 µs (durable) | $R_SYNC_FLUSH_p50 | - | $S_always_p50 | - | fdatasync $fsync_us | $(ratio "$S_always_p50" "$R_SYNC_FLUSH_p50") | $(ratio "$fsync_us" "$R_SYNC_FLUSH_p50") |"
 echo "| 1 KiB pipelined, msgs/s (durable) | $R_SYNC_FLUSH_k1 | - | $S_always_k1 | - | - | $(ratio "$R_SYNC_FLUSH_k1" "$S_always_k1") | - |"
+echo "| 1 KiB pipelined, p99 µs (durable) | $R_SYNC_FLUSH_k1p99 | - | $S_always_k1p99 | - | - | $(ratio "$S_always_k1p99" "$R_SYNC_FLUSH_k1p99") | - |"
 echo "| 128 B pipelined, msgs/s (durable) | $R_SYNC_FLUSH_b128 | - | $S_always_b128 | - | - | $(ratio "$R_SYNC_FLUSH_b128" "$S_always_b128") | - |"
 echo "| read-back, MB/s | $R_ASYNC_FLUSH_back | - | - | - | iperf3 $(awk -v g="$iperf_gbit" 'BEGIN {printf "%.0f", g * 125}') | - | $(ratio "$R_ASYNC_FLUSH_back" "$(awk -v g="$iperf_gbit" 'BEGIN {print g * 125}')") |"
 echo
