@@ -140,6 +140,7 @@ struct rmq_broker_stats {
 struct rmq_send_ctx;
 struct rmq_sched_level;
 struct rmq_timer_seg;
+struct pending_key;
 
 /* A delivered copy of a held message names where it came from, so that a start after
  * kill -9 knows it as delivered even when the progress that says so was lost. */
@@ -197,6 +198,11 @@ struct rmq_broker {
     struct rmq_wheel wheel;                 /* messages waiting in the timer log */
     struct rmq_timer wheel_timer;
     struct rmq_index *index;                /* owned: the key index (keys.c), or NULL */
+    struct pending_key *keys_pending;       /* owned: puts collected over a dispatch run */
+    uint32_t keys_pending_n;
+    int64_t keys_mark;                      /* end of the last record whose keys are queued */
+    struct rmq_deferred keys_flush;
+    bool keys_flush_queued;
     struct rmq_timer_seg **tsegs;           /* waiting messages per timer log segment */
     uint64_t tseg_base;                     /* segment index of tsegs[0] */
     uint32_t tseg_cap;
@@ -360,6 +366,9 @@ void rmq_broker__keys_arrival(struct rmq_broker *b, const char *topic, uint32_t 
                               int32_t queue_id, int64_t max);
 void rmq_broker__keys_scan(struct rmq_broker *b);
 void rmq_broker__keys_fini(struct rmq_broker *b);
+/* Put the keys collected so far, then mark their records indexed. */
+void rmq_broker__keys_flush(struct rmq_broker *b);
+#define RMQ_BROKER_KEYS_PENDING 256
 
 /* Arbitrary delivery times (timer.c). */
 int rmq_broker__timer_init(struct rmq_broker *b);

@@ -20,9 +20,65 @@
 #define QUERY_MAX 64
 #define UNIQUE_QUERY_MAX 32                 /* defaultQueryMaxNum */
 
-/* Index the keys of one record. */
+/* Keys waiting to be put: collected over a dispatch run with their slots prefetched,
+ * put together at the end of the loop iteration (random slot-table misses overlap
+ * instead of stalling one after another; the profile of pipelined sends had the put
+ * at 11 % of the broker's samples). */
+struct pending_key {
+    uint64_t hash;
+    int64_t phys;
+    int64_t store_ts;
+    uint32_t size;
+};
+
 static void
-index_record(struct rmq_broker *b, const struct rmq_record *r, uint32_t size)
+put_later(struct rmq_broker *b, uint64_t hash, const struct rmq_record *r, uint32_t size)
+{
+    struct pending_key *k;
+
+    if (b->keys_pending_n == RMQ_BROKER_KEYS_PENDING) {
+        rmq_broker__keys_flush(b);
+    }
+    rmq_index_prefetch(b->index, hash);
+    k = &b->keys_pending[b->keys_pending_n++];
+    k->hash = hash;
+    k->phys = r->phys_off;
+    k->store_ts = r->store_ts;
+    k->size = size;
+    if (!b->keys_flush_queued) {
+        b->keys_flush_queued = true;
+        rmq_loop_defer(b->loop, &b->keys_flush);
+    }
+}
+
+void
+rmq_broker__keys_flush(struct rmq_broker *b)
+{
+    for (uint32_t i = 0; i < b->keys_pending_n; i++) {
+        const struct pending_key *k = &b->keys_pending[i];
+
+        rmq_index_put(b->index, k->hash, k->phys, k->size, k->store_ts);
+    }
+    b->keys_pending_n = 0;
+    if (b->keys_mark > rmq_index_end_phys(b->index)) {
+        rmq_index_mark(b->index, b->keys_mark);
+    }
+}
+
+static void
+keys_flush_run(struct rmq_deferred *d)
+{
+    struct rmq_broker *b = rmq_container_of(d, struct rmq_broker, keys_flush);
+
+    b->keys_flush_queued = false;
+    if (b->index != NULL) {
+        rmq_broker__keys_flush(b);
+    }
+}
+
+/* Index the keys of one record (later, when deferred). */
+static void
+index_record(struct rmq_broker *b, const struct rmq_record *r, uint32_t size, bool deferred)
 {
     const char *v;
     size_t vl;
@@ -31,8 +87,13 @@ index_record(struct rmq_broker *b, const struct rmq_record *r, uint32_t size)
         return;
     }
     if (rmq_props_get(r->props, r->props_len, "UNIQ_KEY", &v, &vl) && vl > 0) {
-        rmq_index_put(b->index, rmq_index_hash(r->topic, r->topic_len, v, vl), r->phys_off, size,
-                      r->store_ts);
+        uint64_t h = rmq_index_hash(r->topic, r->topic_len, v, vl);
+
+        if (deferred) {
+            put_later(b, h, r, size);
+        } else {
+            rmq_index_put(b->index, h, r->phys_off, size, r->store_ts);
+        }
     }
     if (rmq_props_get(r->props, r->props_len, "KEYS", &v, &vl)) {
         for (size_t i = 0; i < vl;) {
@@ -40,8 +101,13 @@ index_record(struct rmq_broker *b, const struct rmq_record *r, uint32_t size)
             size_t n = sp != NULL ? (size_t)(sp - (v + i)) : vl - i;
 
             if (n > 0) {
-                rmq_index_put(b->index, rmq_index_hash(r->topic, r->topic_len, v + i, n),
-                              r->phys_off, size, r->store_ts);
+                uint64_t h = rmq_index_hash(r->topic, r->topic_len, v + i, n);
+
+                if (deferred) {
+                    put_later(b, h, r, size);
+                } else {
+                    rmq_index_put(b->index, h, r->phys_off, size, r->store_ts);
+                }
             }
             i += n + 1;
         }
@@ -61,17 +127,21 @@ rmq_broker__keys_arrival(struct rmq_broker *b, const char *topic, uint32_t topic
         rmq_store_queue_entry(b->store, topic, topic_len, queue_id, max - 1, &ce) < 0) {
         return;
     }
-    if (ce.phys_off + ce.size <= rmq_index_end_phys(b->index)) {
+    if (ce.phys_off + ce.size <= RMQ_MAX(rmq_index_end_phys(b->index), b->keys_mark)) {
         return;                         /* indexed already (by the start's walk) */
     }
     if (rmq_store_view(b->store, (uint64_t)ce.phys_off, (uint32_t)ce.size, &p, &pin) < 0) {
         return;
     }
     if (rmq_record_decode(p, (size_t)ce.size, false, &rec, NULL) == ce.size) {
-        index_record(b, &rec, (uint32_t)ce.size);
+        index_record(b, &rec, (uint32_t)ce.size, true);
     }
     rmq_store_unpin(b->store, pin);
-    rmq_index_mark(b->index, ce.phys_off + ce.size);
+    b->keys_mark = ce.phys_off + ce.size;   /* marked once its keys are put */
+    if (!b->keys_flush_queued) {
+        b->keys_flush_queued = true;
+        rmq_loop_defer(b->loop, &b->keys_flush);
+    }
 }
 
 static int
@@ -80,7 +150,7 @@ walk_one(void *ctx, const struct rmq_record *rec, const uint8_t *raw, uint32_t s
     struct rmq_broker *b = ctx;
 
     (void)raw;
-    index_record(b, rec, size);
+    index_record(b, rec, size, false);
     rmq_index_mark(b->index, rec->phys_off + size);
     return 0;
 }
@@ -101,6 +171,11 @@ rmq_broker__keys_init(struct rmq_broker *b)
     }
     snprintf(dir, sizeof(dir), "%s/index", b->cfg.store.storePathRootDir);
     cfg.dir = dir;
+    b->keys_flush.fn = keys_flush_run;
+    b->keys_pending = calloc(RMQ_BROKER_KEYS_PENDING, sizeof(*b->keys_pending));
+    if (b->keys_pending == NULL) {
+        return -ENOMEM;
+    }
     ret = rmq_index_open(&b->index, &cfg);
     if (ret < 0) {
         b->index = NULL;
@@ -122,6 +197,15 @@ rmq_broker__keys_init(struct rmq_broker *b)
 void
 rmq_broker__keys_fini(struct rmq_broker *b)
 {
+    if (b->index != NULL) {
+        rmq_broker__keys_flush(b);
+    }
+    if (b->keys_flush_queued) {
+        rmq_list_del(&b->keys_flush.link);     /* the loop must not run it after this */
+        b->keys_flush_queued = false;
+    }
+    free(b->keys_pending);
+    b->keys_pending = NULL;
     rmq_index_close(b->index);
     b->index = NULL;
 }
@@ -249,6 +333,7 @@ h_query(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref,
                           "messageIndexEnable=false on this broker: no key index");
         return;
     }
+    rmq_broker__keys_flush(b);          /* nothing waits between a put and a query */
     rmq_broker__field_str(req, "_UNIQUE_KEY_QUERY", unique, sizeof(unique));
     q.unique = strcmp(unique, "true") == 0;
     q.max = q.unique ? UNIQUE_QUERY_MAX : (uint32_t)RMQ_MIN(RMQ_MAX(max_num, 1), QUERY_MAX);

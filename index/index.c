@@ -354,6 +354,16 @@ rmq_index_put(struct rmq_index *idx, uint64_t hash, int64_t phys, uint32_t size,
 }
 
 void
+rmq_index_prefetch(const struct rmq_index *idx, uint64_t hash)
+{
+    if (idx->count > 0) {
+        const struct ifile *f = &idx->files[idx->count - 1];
+
+        __builtin_prefetch(&f->slots[hash % f->h->slot_count], 1);
+    }
+}
+
+void
 rmq_index_mark(struct rmq_index *idx, int64_t end_phys)
 {
     idx->end_phys = RMQ_MAX(idx->end_phys, end_phys);

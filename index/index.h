@@ -59,6 +59,9 @@ uint64_t rmq_index_hash(const char *topic, size_t topic_len, const char *key, si
  * is not indexed; the next put tries again), -errno. */
 int rmq_index_put(struct rmq_index *idx, uint64_t hash, int64_t phys, uint32_t size,
                   int64_t store_ts);
+/* Start loading hash's slot into the cache (a put of it follows soon): puts collected
+ * and prefetched in a row overlap their cache misses on the slot table. */
+void rmq_index_prefetch(const struct rmq_index *idx, uint64_t hash);
 /* Every record below end_phys is indexed (called after each record's keys). */
 void rmq_index_mark(struct rmq_index *idx, int64_t end_phys);
 /* Where indexing stands: a restart walks the commitlog from here. */
