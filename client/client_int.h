@@ -163,6 +163,11 @@ const char *rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q);
  * GET_MIN/MAX_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP with ts_ms). QUERY_NOT_FOUND: -1. */
 int rmq_cli__queue_offset(struct rmq_cli *c, const struct rmq_queue *q, int code,
                           const char *group, int64_t ts_ms, int64_t *offset);
+/* A HeartbeatData body for one consumer group of c; subs (may be NULL) writes the
+ * subscriptionDataSet's elements. */
+void rmq_cli__heartbeat_consumer(struct rmq_cli *c, struct rmq_jw *w, const char *consume_type,
+                                 const char *model, const char *from_where,
+                                 void (*subs)(struct rmq_jw *w, void *arg), void *arg);
 /* Send a heartbeat to every known broker now. */
 void rmq_cli__heartbeat_all(struct rmq_cli *c);
 /* UNREGISTER_CLIENT for producer_group or consumer_group to every known broker. */

@@ -902,6 +902,41 @@ route_fire(struct rmq_timer *t)
 /* ---- heartbeats -------------------------------------------------------------------------------- */
 
 void
+rmq_cli__heartbeat_consumer(struct rmq_cli *c, struct rmq_jw *w, const char *consume_type,
+                            const char *model, const char *from_where,
+                            void (*subs)(struct rmq_jw *w, void *arg), void *arg)
+{
+    rmq_jw_obj_begin(w);
+    rmq_jw_key(w, "clientID");
+    rmq_jw_str(w, c->client_id);
+    rmq_jw_key(w, "producerDataSet");
+    rmq_jw_arr_begin(w);
+    rmq_jw_arr_end(w);
+    rmq_jw_key(w, "consumerDataSet");
+    rmq_jw_arr_begin(w);
+    rmq_jw_obj_begin(w);
+    rmq_jw_key(w, "groupName");
+    rmq_jw_str(w, c->group);
+    rmq_jw_key(w, "consumeType");
+    rmq_jw_str(w, consume_type);
+    rmq_jw_key(w, "messageModel");
+    rmq_jw_str(w, model);
+    rmq_jw_key(w, "consumeFromWhere");
+    rmq_jw_str(w, from_where);
+    rmq_jw_key(w, "subscriptionDataSet");
+    rmq_jw_arr_begin(w);
+    if (subs != NULL) {
+        subs(w, arg);
+    }
+    rmq_jw_arr_end(w);
+    rmq_jw_key(w, "unitMode");
+    rmq_jw_bool(w, false);
+    rmq_jw_obj_end(w);
+    rmq_jw_arr_end(w);
+    rmq_jw_obj_end(w);
+}
+
+void
 rmq_cli__heartbeat_all(struct rmq_cli *c)
 {
     uint32_t pos = 0;

@@ -24,31 +24,8 @@ struct rmq_admin {
 static void
 consumer_heartbeat(struct rmq_cli *c, struct rmq_jw *w)
 {
-    rmq_jw_obj_begin(w);
-    rmq_jw_key(w, "clientID");
-    rmq_jw_str(w, c->client_id);
-    rmq_jw_key(w, "producerDataSet");
-    rmq_jw_arr_begin(w);
-    rmq_jw_arr_end(w);
-    rmq_jw_key(w, "consumerDataSet");
-    rmq_jw_arr_begin(w);
-    rmq_jw_obj_begin(w);
-    rmq_jw_key(w, "groupName");
-    rmq_jw_str(w, c->group);
-    rmq_jw_key(w, "consumeType");
-    rmq_jw_str(w, "CONSUME_ACTIVELY");
-    rmq_jw_key(w, "messageModel");
-    rmq_jw_str(w, "CLUSTERING");
-    rmq_jw_key(w, "consumeFromWhere");
-    rmq_jw_str(w, "CONSUME_FROM_LAST_OFFSET");
-    rmq_jw_key(w, "subscriptionDataSet");
-    rmq_jw_arr_begin(w);
-    rmq_jw_arr_end(w);
-    rmq_jw_key(w, "unitMode");
-    rmq_jw_bool(w, false);
-    rmq_jw_obj_end(w);
-    rmq_jw_arr_end(w);
-    rmq_jw_obj_end(w);
+    rmq_cli__heartbeat_consumer(c, w, "CONSUME_ACTIVELY", "CLUSTERING", "CONSUME_FROM_LAST_OFFSET",
+                                NULL, NULL);
 }
 
 int

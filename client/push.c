@@ -187,31 +187,10 @@ rmq_push_assigned_count(const struct rmq_push_consumer *pc)
 /* ---- heartbeats and broker-initiated requests ------------------------------------------------ */
 
 static void
-push_heartbeat(struct rmq_cli *c, struct rmq_jw *w)
+push_subs(struct rmq_jw *w, void *arg)
 {
-    struct rmq_push_consumer *pc = c->owner_ctx;
+    const struct rmq_push_consumer *pc = arg;
 
-    rmq_jw_obj_begin(w);
-    rmq_jw_key(w, "clientID");
-    rmq_jw_str(w, c->client_id);
-    rmq_jw_key(w, "producerDataSet");
-    rmq_jw_arr_begin(w);
-    rmq_jw_arr_end(w);
-    rmq_jw_key(w, "consumerDataSet");
-    rmq_jw_arr_begin(w);
-    rmq_jw_obj_begin(w);
-    rmq_jw_key(w, "groupName");
-    rmq_jw_str(w, pc->group);
-    rmq_jw_key(w, "consumeType");
-    rmq_jw_str(w, "CONSUME_PASSIVELY");
-    rmq_jw_key(w, "messageModel");
-    rmq_jw_str(w, pc->po.broadcasting ? "BROADCASTING" : "CLUSTERING");
-    rmq_jw_key(w, "consumeFromWhere");
-    rmq_jw_str(w, pc->po.from_where == RMQ_FROM_FIRST_OFFSET ? "CONSUME_FROM_FIRST_OFFSET"
-                  : pc->po.from_where == RMQ_FROM_TIMESTAMP ? "CONSUME_FROM_TIMESTAMP"
-                                                            : "CONSUME_FROM_LAST_OFFSET");
-    rmq_jw_key(w, "subscriptionDataSet");
-    rmq_jw_arr_begin(w);
     for (uint32_t i = 0; i < pc->sub_count; i++) {
         const struct sub *s = &pc->subs[i];
 
@@ -240,12 +219,19 @@ push_heartbeat(struct rmq_cli *c, struct rmq_jw *w)
         rmq_jw_str(w, s->topic);
         rmq_jw_obj_end(w);
     }
-    rmq_jw_arr_end(w);
-    rmq_jw_key(w, "unitMode");
-    rmq_jw_bool(w, false);
-    rmq_jw_obj_end(w);
-    rmq_jw_arr_end(w);
-    rmq_jw_obj_end(w);
+}
+
+static void
+push_heartbeat(struct rmq_cli *c, struct rmq_jw *w)
+{
+    struct rmq_push_consumer *pc = c->owner_ctx;
+
+    rmq_cli__heartbeat_consumer(c, w, "CONSUME_PASSIVELY",
+                                pc->po.broadcasting ? "BROADCASTING" : "CLUSTERING",
+                                pc->po.from_where == RMQ_FROM_FIRST_OFFSET ? "CONSUME_FROM_FIRST_OFFSET"
+                                : pc->po.from_where == RMQ_FROM_TIMESTAMP ? "CONSUME_FROM_TIMESTAMP"
+                                                                          : "CONSUME_FROM_LAST_OFFSET",
+                                push_subs, pc);
 }
 
 static void

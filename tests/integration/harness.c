@@ -267,3 +267,36 @@ call(int ci, struct rmq_header *h, const char *body, struct answer *a)
 {
     call_n(ci, h, body, body != NULL ? (uint32_t)strlen(body) : 0, a);
 }
+
+uint16_t
+broker_spawn_standalone(struct daemon *d, const char *tag, const char *const *extra)
+{
+    char bin[PATH_MAX];
+    char root[128];
+    const char *argv[40];
+    int argc = 0;
+    uint16_t ns;
+
+    daemon_path("rmq-broker", bin, sizeof(bin));
+    if (d->dir[0] == '\0') {
+        snprintf(d->dir, sizeof(d->dir), "/tmp/rmq-%s-XXXXXX", tag);
+        cr_assert_not_null(mkdtemp(d->dir));
+    }
+    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", d->dir);
+    argv[argc++] = bin;
+    argv[argc++] = "--standalone";
+    argv[argc++] = "--listenPort=0";
+    argv[argc++] = "--namesrvListenPort=0";
+    argv[argc++] = "--bindAddress=127.0.0.1";
+    argv[argc++] = "--brokerIP1=127.0.0.1";
+    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
+    argv[argc++] = root;
+    for (int i = 0; extra != NULL && extra[i] != NULL && argc < 39; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    daemon_spawn(d, tag, argv, "broker: ready port=");
+    ns = daemon_log_int(d, "namesrv_port=");
+    cr_assert_neq(ns, 0);
+    return ns;
+}

@@ -33,6 +33,10 @@ void daemon_spawn(struct daemon *d, const char *tag, const char *const *argv, co
 int daemon_signal_wait(struct daemon *d, int sig);
 int daemon_stop_at(struct daemon *d);
 void daemon_stop_ok_at(struct daemon *d);
+/* build/bin/rmq-broker --standalone on 127.0.0.1 with free ports and 64 MiB segments, its
+ * data in d->dir (a fresh /tmp/rmq-<tag>-XXXXXX the first time, the same on restarts),
+ * then extra (NULL-terminated, may be NULL). The embedded NameServer's port. */
+uint16_t broker_spawn_standalone(struct daemon *d, const char *tag, const char *const *extra);
 /* SIGKILL if running, remove its directory. */
 void cleanup_one(struct daemon *d);
 

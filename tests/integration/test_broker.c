@@ -35,33 +35,14 @@ static uint16_t ns_port;
 static void
 broker_start(const char *const *extra)
 {
-    char bin[PATH_MAX];
-    char root[128];
-    const char *argv[32];
-    int argc = 0;
+    const char *args[32] = {"--mappedFileSizeConsumeQueue=600000"};
+    int n = 1;
 
-    daemon_path("rmq-broker", bin, sizeof(bin));
-    if (B.dir[0] == '\0') {
-        snprintf(B.dir, sizeof(B.dir), "/tmp/rmq-broker-test-XXXXXX");
-        cr_assert_not_null(mkdtemp(B.dir));
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 31; i++) {
+        args[n++] = extra[i];
     }
-    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", B.dir);
-    argv[argc++] = bin;
-    argv[argc++] = "--standalone";
-    argv[argc++] = "--listenPort=0";
-    argv[argc++] = "--namesrvListenPort=0";
-    argv[argc++] = "--bindAddress=127.0.0.1";
-    argv[argc++] = "--brokerIP1=127.0.0.1";
-    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
-    argv[argc++] = "--mappedFileSizeConsumeQueue=600000";
-    argv[argc++] = root;
-    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
-        argv[argc++] = extra[i];
-    }
-    argv[argc] = NULL;
-    daemon_spawn(&B, "broker", argv, "broker: ready port=");
-    ns_port = daemon_log_int(&B, "namesrv_port=");
-    cr_assert_neq(ns_port, 0);
+    args[n] = NULL;
+    ns_port = broker_spawn_standalone(&B, "broker-test", args);
 }
 
 /* client 0 and 1 to the broker, 2 to its NameServer */

@@ -27,31 +27,7 @@ static char addr_a[32];
 static void
 start_a(const char *const *extra)
 {
-    char bin[PATH_MAX];
-    char root[128];
-    const char *argv[24];
-    int argc = 0;
-
-    daemon_path("rmq-broker", bin, sizeof(bin));
-    if (A.dir[0] == '\0') {
-        snprintf(A.dir, sizeof(A.dir), "/tmp/rmq-client-test-XXXXXX");
-        cr_assert_not_null(mkdtemp(A.dir));
-    }
-    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", A.dir);
-    argv[argc++] = bin;
-    argv[argc++] = "--standalone";
-    argv[argc++] = "--listenPort=0";
-    argv[argc++] = "--namesrvListenPort=0";
-    argv[argc++] = "--bindAddress=127.0.0.1";
-    argv[argc++] = "--brokerIP1=127.0.0.1";
-    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
-    argv[argc++] = root;
-    for (int i = 0; extra != NULL && extra[i] != NULL; i++) {
-        argv[argc++] = extra[i];
-    }
-    argv[argc] = NULL;
-    daemon_spawn(&A, "broker-a", argv, "broker: ready port=");
-    snprintf(ns, sizeof(ns), "127.0.0.1:%u", daemon_log_int(&A, "namesrv_port="));
+    snprintf(ns, sizeof(ns), "127.0.0.1:%u", broker_spawn_standalone(&A, "client-test", extra));
     snprintf(addr_a, sizeof(addr_a), "127.0.0.1:%u", A.port);
 }
 
