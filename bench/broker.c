@@ -57,8 +57,9 @@ static struct {
 
 /* ---- the daemon ----------------------------------------------------------------------------- */
 
+/* The number after prefix in the broker's log, or 0 (not there yet). */
 static uint16_t
-log_port(void)
+log_int(const char *prefix)
 {
     static char buf[65536];
     FILE *f = fopen(BR.log, "r");
@@ -71,8 +72,8 @@ log_port(void)
     n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    p = strstr(buf, "broker: ready port=");
-    return p != NULL ? (uint16_t)atoi(p + strlen("broker: ready port=")) : 0;
+    p = strstr(buf, prefix);
+    return p != NULL ? (uint16_t)atoi(p + strlen(prefix)) : 0;
 }
 
 /* sync_flush: 0 ASYNC_FLUSH, 1 SYNC_FLUSH, 2 ASYNC_FLUSH with every pull spliced,
@@ -116,7 +117,7 @@ broker_launch(const char *base, int sync_flush, bool wipe)
         _exit(127);
     }
     end = rmq_clock_mono_ns() + 30000000000ull;
-    while ((BR.port = log_port()) == 0 && rmq_clock_mono_ns() < end) {
+    while ((BR.port = log_int("broker: ready port=")) == 0 && rmq_clock_mono_ns() < end) {
         usleep(10000);
     }
     if (BR.port == 0) {
@@ -629,24 +630,6 @@ rmq_bench_broker(int argc, char **argv)
 
 /* ---- libringmq against the same broker (issue 6's figures) ----------------------------------- */
 
-static uint16_t
-log_namesrv_port(void)
-{
-    static char buf[1 << 16];
-    FILE *f = fopen(BR.log, "r");
-    size_t n;
-    const char *p;
-
-    if (f == NULL) {
-        return 0;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    p = strstr(buf, "namesrv_port=");
-    return p != NULL ? (uint16_t)atoi(p + strlen("namesrv_port=")) : 0;
-}
-
 static long client_async_done;
 static long client_async_failed;
 
@@ -791,7 +774,7 @@ rmq_bench_client(int argc, char **argv)
         if (broker_start(dir, 0) < 0) {
             break;
         }
-        snprintf(ns, sizeof(ns), "127.0.0.1:%u", log_namesrv_port());
+        snprintf(ns, sizeof(ns), "127.0.0.1:%u", log_int("namesrv_port="));
         o.namesrv = ns;
         if (rmq_producer_create(&p, &o) < 0) {
             fprintf(stderr, "rmq-bench: producer: %s\n", rmq_last_error());
@@ -861,7 +844,7 @@ rmq_bench_client(int argc, char **argv)
             bool off = (k + r) % 2 == 1;
 
             if (broker_start(dir, off ? 3 : 0) == 0) {
-                snprintf(ns, sizeof(ns), "127.0.0.1:%u", log_namesrv_port());
+                snprintf(ns, sizeof(ns), "127.0.0.1:%u", log_int("namesrv_port="));
                 *(off ? &f->async_noindex_rate : &f->async_index_rate) =
                     async_run(ns, &m, pipe_count, inflight);
                 broker_stop();

@@ -159,6 +159,10 @@ const char *rmq_cli__master(struct rmq_cli *c, const char *name);
 /* The address serving q (its master, else any of its set), learning routes as needed;
  * NULL with the error set. */
 const char *rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q);
+/* Start h as a request code about q (consumerGroup when group is not NULL, topic,
+ * queueId); the address serving q, or NULL with the error set. */
+const char *rmq_cli__queue_request(struct rmq_cli *c, const struct rmq_queue *q, int code,
+                                   const char *group, struct rmq_header *h);
 /* A request about q answered with an "offset" field (QUERY_CONSUMER_OFFSET for group,
  * GET_MIN/MAX_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP with ts_ms). QUERY_NOT_FOUND: -1. */
 int rmq_cli__queue_offset(struct rmq_cli *c, const struct rmq_queue *q, int code,

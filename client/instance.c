@@ -1029,6 +1029,23 @@ rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q)
     return addr;
 }
 
+const char *
+rmq_cli__queue_request(struct rmq_cli *c, const struct rmq_queue *q, int code, const char *group,
+                       struct rmq_header *h)
+{
+    const char *addr = rmq_cli__queue_addr(c, q);
+
+    if (addr != NULL) {
+        rmq_header_init(h, code, c->ser);
+        if (group != NULL) {
+            rmq_header_add(h, "consumerGroup", group);
+        }
+        rmq_header_add(h, "topic", q->topic);
+        rmq_header_add_i64(h, "queueId", q->queue_id);
+    }
+    return addr;
+}
+
 /* One request about q answered with an "offset" field. */
 int
 rmq_cli__queue_offset(struct rmq_cli *c, const struct rmq_queue *q, int code, const char *group,
@@ -1042,16 +1059,10 @@ rmq_cli__queue_offset(struct rmq_cli *c, const struct rmq_queue *q, int code, co
     if (ret < 0) {
         return ret;
     }
-    addr = rmq_cli__queue_addr(c, q);
+    addr = rmq_cli__queue_request(c, q, code, group, &h);
     if (addr == NULL) {
         return rmq_cli__last_code();
     }
-    rmq_header_init(&h, code, c->ser);
-    if (group != NULL) {
-        rmq_header_add(&h, "consumerGroup", group);
-    }
-    rmq_header_add(&h, "topic", q->topic);
-    rmq_header_add_i64(&h, "queueId", q->queue_id);
     if (code == RMQ_REQ_SEARCH_OFFSET_BY_TIMESTAMP) {
         rmq_header_add_i64(&h, "timestamp", ts_ms);
     }

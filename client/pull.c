@@ -113,14 +113,10 @@ rmq_pull(struct rmq_pull_consumer *pc, const struct rmq_queue *q, const char *ta
                                    tags, PULL_TAGS_MAX, &tag_count)) < 0) {
         return ret;
     }
-    addr = rmq_cli__queue_addr(c, q);
+    addr = rmq_cli__queue_request(c, q, RMQ_REQ_PULL_MESSAGE, c->group, &h);
     if (addr == NULL) {
         return rmq_cli__last_code();
     }
-    rmq_header_init(&h, RMQ_REQ_PULL_MESSAGE, c->ser);
-    rmq_header_add(&h, "consumerGroup", c->group);
-    rmq_header_add(&h, "topic", q->topic);
-    rmq_header_add_i64(&h, "queueId", q->queue_id);
     rmq_header_add_i64(&h, "queueOffset", offset);
     rmq_header_add_i64(&h, "maxMsgNums", RMQ_MAX(max_msgs, 1u));
     rmq_header_add_i64(&h, "sysFlag", hold_ms > 0 ? 2 | 4 : 4);    /* SUSPEND, SUBSCRIPTION */
@@ -196,14 +192,10 @@ rmq_pull_commit_offset(struct rmq_pull_consumer *pc, const struct rmq_queue *q, 
     if (ret < 0) {
         return ret;
     }
-    addr = rmq_cli__queue_addr(c, q);
+    addr = rmq_cli__queue_request(c, q, RMQ_REQ_UPDATE_CONSUMER_OFFSET, c->group, &h);
     if (addr == NULL) {
         return rmq_cli__last_code();
     }
-    rmq_header_init(&h, RMQ_REQ_UPDATE_CONSUMER_OFFSET, c->ser);
-    rmq_header_add(&h, "consumerGroup", c->group);
-    rmq_header_add(&h, "topic", q->topic);
-    rmq_header_add_i64(&h, "queueId", q->queue_id);
     rmq_header_add_i64(&h, "commitOffset", offset);
     ret = rmq_cli__call(c, addr, &h, NULL, 0, rmq_cli__deadline(c));
     if (ret < 0) {

@@ -337,18 +337,14 @@ static void
 pull_issue(struct rmq_push_consumer *pc, struct pq *q)
 {
     struct rmq_cli *c = &pc->c;
-    const char *addr = rmq_cli__queue_addr(c, &q->q);
     bool commit = !pc->po.broadcasting && q->consume_offset > 0;
     struct rmq_header h;
+    const char *addr = rmq_cli__queue_request(c, &q->q, RMQ_REQ_PULL_MESSAGE, pc->group, &h);
 
     if (addr == NULL) {
         q->retry_at_ms = now_ms() + PULL_RETRY_MS;
         return;
     }
-    rmq_header_init(&h, RMQ_REQ_PULL_MESSAGE, c->ser);
-    rmq_header_add(&h, "consumerGroup", pc->group);
-    rmq_header_add(&h, "topic", q->q.topic);
-    rmq_header_add_i64(&h, "queueId", q->q.queue_id);
     rmq_header_add_i64(&h, "queueOffset", q->next_offset);
     rmq_header_add_i64(&h, "maxMsgNums", 32);
     rmq_header_add_i64(&h, "sysFlag", (commit ? 1 : 0) | 2 | 4);   /* commit, suspend, sub */
@@ -519,13 +515,10 @@ commit_one(struct rmq_push_consumer *pc, struct pq *q, bool wait)
     struct rmq_header h;
 
     if (pc->po.broadcasting || q->consume_offset == q->committed || q->consume_offset < 0 ||
-        (addr = rmq_cli__queue_addr(c, &q->q)) == NULL) {
+        (addr = rmq_cli__queue_request(c, &q->q, RMQ_REQ_UPDATE_CONSUMER_OFFSET, pc->group,
+                                       &h)) == NULL) {
         return;
     }
-    rmq_header_init(&h, RMQ_REQ_UPDATE_CONSUMER_OFFSET, c->ser);
-    rmq_header_add(&h, "consumerGroup", pc->group);
-    rmq_header_add(&h, "topic", q->q.topic);
-    rmq_header_add_i64(&h, "queueId", q->q.queue_id);
     rmq_header_add_i64(&h, "commitOffset", q->consume_offset);
     if (wait ? rmq_cli__call(c, addr, &h, NULL, 0, rmq_cli__deadline(c)) == 0 &&
                    c->resp.code == RMQ_RESP_SUCCESS
