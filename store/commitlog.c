@@ -199,6 +199,16 @@ prep_done(struct rmq_disk_req *req, int32_t res)
     rmq_loop_defer(s->loop, &s->submit);
 }
 
+/* The next segment is pre-written in step with the writer's way through the current
+ * one (disk_uring.c says why); UINT64_MAX: the writer waits for it. */
+static void
+prep_advance(struct rmq_store *s, uint64_t target)
+{
+    if (s->prep_in_flight && s->disk->ops->prepare_advance != NULL) {
+        s->disk->ops->prepare_advance(s->disk, target);
+    }
+}
+
 /* Keep the next segment prepared ahead of the writer (preallocated, pre-written). */
 void
 rmq_store__prep_next(struct rmq_store *s)
@@ -337,6 +347,7 @@ place_pending(struct rmq_store *s)
                     continue;
                 }
                 rmq_store__prep_next(s);
+                prep_advance(s, UINT64_MAX);
                 break;              /* prep_done resumes us */
             }
             b = batch_open(s);
@@ -406,6 +417,7 @@ place_pending(struct rmq_store *s)
         s->stats.appends++;
     }
     batch_submit(s);
+    prep_advance(s, s->reserved_off - cur_seg(s)->start);
 }
 
 static void
@@ -1190,6 +1202,9 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
         struct wait_req w = {.req.done = wait_done};
 
         disk->ops->prepare(disk, s->reserved_off, s->cfg.seg_size, &w.req);
+        if (disk->ops->prepare_advance != NULL) {
+            disk->ops->prepare_advance(disk, UINT64_MAX);   /* start-up waits for this one */
+        }
         ret = wait_for(loop, &w);
         if (ret < 0 || (ret = seg_push(s, s->reserved_off, ret)) < 0) {
             RMQ_ERROR("store: creating the first commitlog segment failed err=%s",

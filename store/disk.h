@@ -40,6 +40,9 @@ struct rmq_disk_ops {
     /* Optional: stop the preparation in flight at its next step (closing: a fresh 1 GiB
      * segment takes seconds to pre-write); it completes with -ECANCELED, its file gone. */
     void (*prepare_cancel)(struct rmq_disk *d);
+    /* Optional: pre-write the segment in preparation up to target (bytes into it) plus a
+     * lead; without a call it stops at the lead. UINT64_MAX: all of it, now. */
+    void (*prepare_advance)(struct rmq_disk *d, uint64_t target);
     void (*writev)(struct rmq_disk *d, int h, uint64_t off, const struct iovec *iov, int cnt,
                    struct rmq_disk_req *req);
     /* fdatasync of one segment. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -514,4 +515,111 @@ Test(disk_uring, closing_abandons_a_segment_preparation_and_the_log_reopens)
     append_n(30, 10);
     verify(40);
     store_down();
+}
+
+struct prep_wait {
+    struct rmq_disk_req req;
+    bool done;
+    int32_t res;
+};
+
+static void
+prep_wait_done(struct rmq_disk_req *req, int32_t res)
+{
+    struct prep_wait *w = rmq_container_of(req, struct prep_wait, req);
+
+    w->done = true;
+    w->res = res;
+}
+
+/* Pages of [from, to) of the file in the page cache (what the zeros have reached). */
+static size_t
+resident_pages(const char *path, uint64_t from, uint64_t to)
+{
+    int fd = open(path, O_RDONLY);
+    size_t n = 0, pages = (size_t)((to - from) >> 12);
+    unsigned char *vec = malloc(pages);
+    void *p;
+
+    cr_assert(fd >= 0 && vec != NULL);
+    p = mmap(NULL, (size_t)(to - from), PROT_READ, MAP_SHARED, fd, (off_t)from);
+    cr_assert(p != MAP_FAILED);
+    cr_assert_eq(mincore(p, (size_t)(to - from), vec), 0);
+    for (size_t i = 0; i < pages; i++) {
+        n += vec[i] & 1;
+    }
+    munmap(p, (size_t)(to - from));
+    free(vec);
+    close(fd);
+    return n;
+}
+
+Test(disk_uring, a_prepared_segment_is_pre_written_only_a_lead_ahead_of_the_writer)
+{
+    const uint64_t size = 256ull << 20, lead = 64ull << 20;
+    struct prep_wait w = {.req.done = prep_wait_done};
+    char path[128];
+    uint64_t deadline;
+
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    disk = rmq_disk_uring_create(&loop, dir);
+    cr_assert_not_null(disk);
+    snprintf(path, sizeof(path), "%s/%020llu", dir, (unsigned long long)size);
+    disk->ops->prepare(disk, size, size, &w.req);
+    /* without a target the zeros stop at the lead: the request stays open */
+    deadline = rmq_clock_mono_ns() + 30000000000ull;
+    while (rmq_clock_mono_ns() < deadline &&
+           (access(path, F_OK) != 0 || resident_pages(path, 0, lead) < (lead >> 12))) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    for (int i = 0; i < 30; i++) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    cr_assert(!w.done);
+    cr_assert_eq(resident_pages(path, 0, lead), lead >> 12);
+    cr_assert_eq(resident_pages(path, lead + (1u << 20), size), 0);
+    /* the writer 64 MiB in: zeros to 128 MiB, no further */
+    disk->ops->prepare_advance(disk, lead);
+    deadline = rmq_clock_mono_ns() + 30000000000ull;
+    while (rmq_clock_mono_ns() < deadline && resident_pages(path, 0, 2 * lead) < (lead >> 11)) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    cr_assert(!w.done);
+    cr_assert_eq(resident_pages(path, 2 * lead + (1u << 20), size), 0);
+    /* the writer waits for it: all of it now */
+    disk->ops->prepare_advance(disk, UINT64_MAX);
+    deadline = rmq_clock_mono_ns() + 60000000000ull;
+    while (!w.done && rmq_clock_mono_ns() < deadline) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    cr_assert(w.done);
+    cr_assert_geq(w.res, 0);
+    cr_assert_eq(resident_pages(path, 0, size), size >> 12);
+    rmq_disk_uring_destroy(disk);
+    rmq_loop_fini(&loop);
+}
+
+Test(disk_uring, cancelling_a_parked_preparation_completes_it_through_the_ring)
+{
+    const uint64_t size = 128ull << 20;
+    struct prep_wait w = {.req.done = prep_wait_done};
+    uint64_t deadline = rmq_clock_mono_ns() + 30000000000ull;
+
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    disk = rmq_disk_uring_create(&loop, dir);
+    cr_assert_not_null(disk);
+    disk->ops->prepare(disk, 0, size, &w.req);
+    for (int i = 0; i < 50 && !w.done; i++) {
+        rmq_loop_run_once(&loop, 10000000);     /* reaches the lead and parks */
+    }
+    cr_assert(!w.done);
+    disk->ops->prepare_cancel(disk);
+    cr_assert(!w.done);                         /* never inline */
+    while (!w.done && rmq_clock_mono_ns() < deadline) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    cr_assert(w.done);
+    cr_assert_eq(w.res, -ECANCELED);
+    rmq_disk_uring_destroy(disk);
+    rmq_loop_fini(&loop);
 }
