@@ -7,11 +7,13 @@
 # Read bench/README.md before quoting a figure.
 #
 #   bench/compare.sh            (COUNT=100000 messages per throughput run by default)
+#   RUNS=5 bench/compare.sh     (every figure is the median of RUNS runs; default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-100000}
 LAT_COUNT=${LAT_COUNT:-20000}
 INFLIGHT=${INFLIGHT:-256}
+RUNS=${RUNS:-3}
 RB=build/bin/rmq-bench
 work=$(mktemp -d /tmp/rmq-compare-XXXXXX)
 pids=()
@@ -41,6 +43,12 @@ if [ -n "$missing" ]; then
 fi
 [ -x "$RB" ] || ninja bench >/dev/null
 
+# put NAME VALUE: one run's figure; after the runs NAME is the median of its figures
+put() { eval "V_$1=\"\${V_$1:-} $2\""; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
+    if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2];
+    else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # json FIELD: a number out of the last JSON line read
 num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
 free_port() { python3 - 2>/dev/null <<'EOF' || echo $((20000 + RANDOM % 20000))
@@ -49,28 +57,32 @@ EOF
 }
 
 # ---- limits ------------------------------------------------------------------------------------
-echo "== limits"
-pingpong=$($RB engine --runs=1 --requests=$LAT_COUNT --size=1024 |
-    awk '/^pingpong/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')
-fio --name=seq --directory="$work" --rw=write --bs=1m --size=512m --ioengine=psync \
-    --output="$work/fio1" >/dev/null
-fio_mbs=$(sed -n 's/.*WRITE: bw=[^(]*(\([0-9.]*\)MB\/s).*/\1/p' "$work/fio1" | head -1)
-fio --name=sync --directory="$work" --rw=write --bs=4k --size=16m --fdatasync=1 \
-    --ioengine=psync --output="$work/fio2" >/dev/null
-fsync_us=$(awk '/sync percentiles/ {f=1} f && /50.00th/ {gsub(/[^0-9]/, " ", $0); split($0, a, " "); print a[3]; exit}' "$work/fio2")
-fsync_unit=$(awk '/sync percentiles/ {print; exit}' "$work/fio2" | sed -n 's/.*(\(.sec\)).*/\1/p')
-[ "$fsync_unit" = "nsec" ] && fsync_us=$(awk -v v="$fsync_us" 'BEGIN {print v / 1000}')
-[ "$fsync_unit" = "msec" ] && fsync_us=$(awk -v v="$fsync_us" 'BEGIN {print v * 1000}')
-iport=$(free_port)
-iperf3 -s -1 -p "$iport" -B 127.0.0.1 >/dev/null 2>&1 & pids+=($!)
-sleep 0.3
-iperf_gbit=$(iperf3 -c 127.0.0.1 -p "$iport" -t 3 -f g |
-    awk '/sender/ {for (i = 2; i <= NF; i++) if ($i == "Gbits/sec") {print $(i - 1); exit}}')
-echo "ping-pong p50 ${pingpong} us, fio write ${fio_mbs} MB/s, write+fdatasync p50 ${fsync_us} us, iperf3 ${iperf_gbit} Gbit/s"
+limits() {
+    echo "== limits"
+    put pingpong "$($RB engine --runs=1 --requests=$LAT_COUNT --size=1024 |
+        awk '/^pingpong/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')"
+    fio --name=seq --directory="$work" --rw=write --bs=1m --size=512m --ioengine=psync \
+        --output="$work/fio1" >/dev/null
+    put fio_mbs "$(sed -n 's/.*WRITE: bw=[^(]*(\([0-9.]*\)MB\/s).*/\1/p' "$work/fio1" | head -1)"
+    fio --name=sync --directory="$work" --rw=write --bs=4k --size=16m --fdatasync=1 \
+        --ioengine=psync --output="$work/fio2" >/dev/null
+    local f unit
+    f=$(awk '/sync percentiles/ {f=1} f && /50.00th/ {gsub(/[^0-9]/, " ", $0); split($0, a, " "); print a[3]; exit}' "$work/fio2")
+    unit=$(awk '/sync percentiles/ {print; exit}' "$work/fio2" | sed -n 's/.*(\(.sec\)).*/\1/p')
+    [ "$unit" = "nsec" ] && f=$(awk -v v="$f" 'BEGIN {print v / 1000}')
+    [ "$unit" = "msec" ] && f=$(awk -v v="$f" 'BEGIN {print v * 1000}')
+    put fsync_us "$f"
+    iport=$(free_port)
+    iperf3 -s -1 -p "$iport" -B 127.0.0.1 >/dev/null 2>&1 & pids+=($!)
+    sleep 0.3
+    put iperf_gbit "$(iperf3 -c 127.0.0.1 -p "$iport" -t 3 -f g |
+        awk '/sender/ {for (i = 2; i <= NF; i++) if ($i == "Gbits/sec") {print $(i - 1); exit}}')"
+    rm -f "$work/fio1" "$work/fio2" "$work"/seq.* "$work"/sync.*
+}
 
 # ---- ringmq ------------------------------------------------------------------------------------
 ringmq() { # ringmq ASYNC_FLUSH|SYNC_FLUSH: fills R_<flush>_* variables
-    local flush=$1 dir="$work/ringmq-$1" log ns
+    local flush=$1 dir="$work/ringmq-$1-$run" log ns
     mkdir -p "$dir"
     log="$dir/broker.log"
     build/bin/rmq-broker --standalone --listenPort=0 --namesrvListenPort=0 \
@@ -85,58 +97,69 @@ ringmq() { # ringmq ASYNC_FLUSH|SYNC_FLUSH: fills R_<flush>_* variables
     local k1=$($RB produce $common --count=$COUNT --mode=async --inflight=$INFLIGHT --size=1024)
     local b128=$($RB produce $common --count=$COUNT --mode=async --inflight=$INFLIGHT --size=128)
     local back=$($RB consume $common --count=$((COUNT * 2)) --connections=2)
-    eval "R_${flush}_p50=$(echo "$one" | num p50)"
-    eval "R_${flush}_p99=$(echo "$one" | num p99)"
-    eval "R_${flush}_k1=$(echo "$k1" | num msgs_per_s)"
-    eval "R_${flush}_k1p99=$(echo "$k1" | num p99)"
-    eval "R_${flush}_b128=$(echo "$b128" | num msgs_per_s)"
-    eval "R_${flush}_b128p99=$(echo "$b128" | num p99)"
-    eval "R_${flush}_back=$(echo "$back" | num mb_per_s)"
-    eval "R_${flush}_enters=$(echo "$k1" | num io_uring_enter_per_msg)"
-    eval "R_${flush}_cpu=$(echo "$k1" | num cpu_us_per_msg)"
+    put R_${flush}_p50 "$(echo "$one" | num p50)"
+    put R_${flush}_p99 "$(echo "$one" | num p99)"
+    put R_${flush}_k1 "$(echo "$k1" | num msgs_per_s)"
+    put R_${flush}_k1p99 "$(echo "$k1" | num p99)"
+    put R_${flush}_b128 "$(echo "$b128" | num msgs_per_s)"
+    put R_${flush}_b128p99 "$(echo "$b128" | num p99)"
+    put R_${flush}_back "$(echo "$back" | num mb_per_s)"
+    put R_${flush}_enters "$(echo "$k1" | num io_uring_enter_per_msg)"
+    put R_${flush}_cpu "$(echo "$k1" | num cpu_us_per_msg)"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
-echo "== ringmq"
-ringmq ASYNC_FLUSH
-ringmq SYNC_FLUSH
 
 # ---- Redis 7 Streams ---------------------------------------------------------------------------
 payload() { head -c "$1" /dev/zero | tr '\0' 'b'; }
 redis() { # redis everysec|always
-    local mode=$1 port dir="$work/redis-$1" out
+    local mode=$1 port dir="$work/redis-$1-$run" out
     port=$(free_port); mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --appendonly yes --appendfsync "$mode" \
         --save '' --dir "$dir" >"$dir/log" 2>&1 & local pid=$!
     pids+=($pid)
     for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
     out=$(redis-benchmark -p "$port" -n "$LAT_COUNT" -c 1 -P 1 --csv XADD s '*' f "$(payload 1024)" | tail -1)
-    eval "S_${mode}_p50=$(echo "$out" | awk -F'","' '{print $5 * 1000}')"
-    eval "S_${mode}_p99=$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
+    put S_${mode}_p50 "$(echo "$out" | awk -F'","' '{print $5 * 1000}')"
+    put S_${mode}_p99 "$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
     out=$(redis-benchmark -p "$port" -n "$COUNT" -c 1 -P "$INFLIGHT" --csv XADD s '*' f "$(payload 1024)" | tail -1)
-    eval "S_${mode}_k1=$(echo "$out" | awk -F'","' '{print $2}')"
-    eval "S_${mode}_k1p99=$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
+    put S_${mode}_k1 "$(echo "$out" | awk -F'","' '{print $2}')"
+    put S_${mode}_k1p99 "$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
     out=$(redis-benchmark -p "$port" -n "$COUNT" -c 1 -P "$INFLIGHT" --csv XADD s '*' f "$(payload 128)" | tail -1)
-    eval "S_${mode}_b128=$(echo "$out" | awk -F'","' '{print $2}')"
-    eval "S_${mode}_b128p99=$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
+    put S_${mode}_b128 "$(echo "$out" | awk -F'","' '{print $2}')"
+    put S_${mode}_b128p99 "$(echo "$out" | awk -F'","' '{print $7 * 1000}')"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
-echo "== Redis Streams"
-redis everysec
-redis always
 
 # ---- NATS JetStream ------------------------------------------------------------------------------
-echo "== NATS JetStream"
-nport=$(free_port)
-nats-server -js -a 127.0.0.1 -p "$nport" -sd "$work/nats" >"$work/nats.log" 2>&1 & npid=$!
-pids+=($npid)
-sleep 0.5
-out=$($RB nats --port="$nport" --count="$LAT_COUNT" --size=1024 --inflight=1)
-N_p50=$(echo "$out" | num p50); N_p99=$(echo "$out" | num p99)
-out=$($RB nats --port="$nport" --count="$COUNT" --size=1024 --inflight="$INFLIGHT")
-N_k1=$(echo "$out" | num msgs_per_s); N_k1p99=$(echo "$out" | num p99)
-out=$($RB nats --port="$nport" --count="$COUNT" --size=128 --inflight="$INFLIGHT")
-N_b128=$(echo "$out" | num msgs_per_s); N_b128p99=$(echo "$out" | num p99)
-kill "$npid"; wait "$npid" 2>/dev/null || true
+nats() {
+    local nport out npid
+    nport=$(free_port)
+    nats-server -js -a 127.0.0.1 -p "$nport" -sd "$work/nats-$run" >"$work/nats.log" 2>&1 & npid=$!
+    pids+=($npid)
+    for _ in $(seq 100); do grep -q "Server is ready" "$work/nats.log" && break; sleep 0.1; done
+    out=$($RB nats --port="$nport" --count="$LAT_COUNT" --size=1024 --inflight=1)
+    put N_p50 "$(echo "$out" | num p50)"; put N_p99 "$(echo "$out" | num p99)"
+    out=$($RB nats --port="$nport" --count="$COUNT" --size=1024 --inflight="$INFLIGHT")
+    put N_k1 "$(echo "$out" | num msgs_per_s)"; put N_k1p99 "$(echo "$out" | num p99)"
+    out=$($RB nats --port="$nport" --count="$COUNT" --size=128 --inflight="$INFLIGHT")
+    put N_b128 "$(echo "$out" | num msgs_per_s)"; put N_b128p99 "$(echo "$out" | num p99)"
+    kill "$npid"; wait "$npid" 2>/dev/null || true
+}
+
+# ---- the runs: each system once per run, in turn, so drift hits all of them alike ----------------
+for run in $(seq "$RUNS"); do
+    echo "== run $run of $RUNS: limits, ringmq ASYNC_FLUSH and SYNC_FLUSH, Redis everysec and always, NATS"
+    limits
+    ringmq ASYNC_FLUSH
+    ringmq SYNC_FLUSH
+    redis everysec
+    redis always
+    nats
+done
+for v in ${!V_@}; do
+    eval "${v#V_}=$(median ${!v})"
+done
+echo "ping-pong p50 ${pingpong} us, fio write ${fio_mbs} MB/s, write+fdatasync p50 ${fsync_us} us, iperf3 ${iperf_gbit} Gbit/s"
 
 # ---- the table -------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "x%.2f", a / b; else print "-" }'; }
@@ -149,7 +172,7 @@ md="bench/results/$date_-$host.md"
 {
 echo "# ringmq beside its limits and peers, $date_ on $host"
 echo
-echo "Loopback, one run of bench/compare.sh (COUNT=$COUNT, LAT_COUNT=$LAT_COUNT, INFLIGHT=$INFLIGHT)."
+echo "Loopback, bench/compare.sh: every figure is the median of $RUNS runs (COUNT=$COUNT, LAT_COUNT=$LAT_COUNT, INFLIGHT=$INFLIGHT)."
 echo "Latency in µs (lower is better), throughput in msgs/s or MB/s (higher is better)."
 echo "\"vs best peer\" > 1 means ringmq is better; \"vs limit\" is ringmq's share of the limit."
 echo

@@ -321,6 +321,261 @@ iov_add(struct rmq_store_batch *b, const void *p, size_t len)
     b->bytes += len;
 }
 
+/* ---- a slave's copied bytes ------------------------------------------------------------- */
+
+enum { RAW_PLACED, RAW_DONE, RAW_WAIT };
+
+static int seg_index_of(const struct rmq_store *s, uint64_t off);
+
+static bool
+log_empty(const struct rmq_store *s)
+{
+    return s->seg_count == 1 && s->reserved_off == s->segs[0].start &&
+           s->written_off == s->reserved_off && s->min_off == s->segs[0].start &&
+           s->open_batch == NULL && rmq_list_is_empty(&s->batch_inflight);
+}
+
+static void rebase_step(struct rmq_disk_req *req, int32_t res);
+
+/*
+ * An empty log moves to the master's segment start (an empty slave is sent the
+ * master's newest segment, HA.md §2.2): its empty current segment, then the prepared
+ * next one, are renamed to the new starts. Once in a slave's life.
+ */
+static void
+rebase_start(struct rmq_store *s, uint64_t to)
+{
+    s->rebase_in_flight = true;
+    s->rebase_to = to;
+    s->rebase_step = 0;
+    s->prep_req.done = rebase_step;     /* prep_req is idle: no preparation in flight */
+    s->disk->ops->rename(s->disk, s->segs[0].handle, to, &s->prep_req);
+}
+
+static void
+rebase_step(struct rmq_disk_req *req, int32_t res)
+{
+    struct rmq_store *s = rmq_container_of(req, struct rmq_store, prep_req);
+
+    if (res < 0) {
+        RMQ_ERROR("store: moving the empty log to offset %llu (the master's) failed err=%s",
+                  (unsigned long long)s->rebase_to, strerror(-res));
+        s->rebase_in_flight = false;
+        set_error(s, "log move", res);
+        rmq_loop_defer(s->loop, &s->submit);
+        return;
+    }
+    if (s->rebase_step == 0) {
+        s->segs[0].start = s->rebase_to;
+        s->min_off = s->reserved_off = s->written_off = s->flushed_off = s->rebase_to;
+        s->dispatched_off = s->raw_parse_off = s->rebase_to;
+        s->release_off = RMQ_MAX(s->release_off, s->rebase_to);
+        if (s->next_handle >= 0) {
+            s->rebase_step = 1;
+            s->disk->ops->rename(s->disk, s->next_handle, s->rebase_to + s->cfg.seg_size, req);
+            return;
+        }
+    }
+    RMQ_INFO("store: empty log moved to offset %llu (the master's segment start)",
+             (unsigned long long)s->rebase_to);
+    s->rebase_in_flight = false;
+    rmq_store_checkpoint(s);
+    rmq_loop_defer(s->loop, &s->submit);
+}
+
+static int
+place_raw(struct rmq_store *s, struct rmq_store_msg *m)
+{
+    uint64_t off = (uint64_t)m->rec.phys_off;
+    uint64_t len = m->rec.body_len;
+    uint64_t seg_end = cur_seg(s)->start + s->cfg.seg_size;
+    struct rmq_store_batch *b;
+
+    if (s->rebase_in_flight) {
+        return RAW_WAIT;
+    }
+    if (off != s->reserved_off && log_empty(s) && off % s->cfg.seg_size == 0 &&
+        s->disk->ops->rename != NULL) {
+        if (s->prep_in_flight) {
+            prep_advance(s, UINT64_MAX);    /* its file moves too: let it finish */
+            return RAW_WAIT;
+        }
+        rebase_start(s, off);
+        return RAW_WAIT;
+    }
+    if (s->reserved_off == seg_end && off == seg_end) {
+        /* the copied filler filled the segment: this copy starts the next one */
+        if (s->next_handle < 0) {
+            if (s->prep_failed && !s->prep_in_flight) {
+                s->stats.disk_full_refusals += s->prep_err == -ENOSPC;
+                rmq_list_del(&m->link);
+                complete(s, m, s->prep_err);
+                return RAW_DONE;
+            }
+            rmq_store__prep_next(s);
+            prep_advance(s, UINT64_MAX);
+            return RAW_WAIT;
+        }
+        batch_submit(s);
+        if (seg_push(s, seg_end, s->next_handle) < 0) {
+            set_error(s, "segment table", -ENOMEM);
+            return RAW_WAIT;
+        }
+        s->next_handle = -1;
+        s->stats.rolls++;
+        rmq_store__prep_next(s);
+        seg_end += s->cfg.seg_size;
+    }
+    if (off != s->reserved_off || len > seg_end - off) {
+        RMQ_LOG_RL(RMQ_LOG_ERROR, 5000, "store: copied bytes at %llu+%llu refused: the log "
+                   "ends at %llu (segment end %llu)", (unsigned long long)off,
+                   (unsigned long long)len, (unsigned long long)s->reserved_off,
+                   (unsigned long long)seg_end);
+        rmq_list_del(&m->link);
+        complete(s, m, -ERANGE);
+        return RAW_DONE;
+    }
+    b = batch_open(s);
+    if (b != NULL && b->iov_cnt + 1 > RMQ_STORE_BATCH_IOV) {
+        batch_submit(s);
+        b = batch_open(s);
+    }
+    if (b == NULL) {
+        return RAW_WAIT;                /* a batch completes: resumed */
+    }
+    if (!s->raw) {
+        s->raw = true;
+        s->raw_parse_off = s->reserved_off;
+    }
+    iov_add(b, m->rec.body, len);
+    s->reserved_off += len;
+    m->end_off = s->reserved_off;
+    rmq_list_del(&m->link);
+    rmq_list_add_tail(&b->msgs, &m->link);
+    s->stats.raw_appends++;
+    s->stats.raw_bytes += len;
+    return RAW_PLACED;
+}
+
+void
+rmq_store__raw_parse(struct rmq_store *s)
+{
+    while (s->raw && !s->raw_bad && s->raw_parse_off < s->written_off &&
+           s->disp_tail - s->disp_head < RMQ_DISPATCH_CAP) {
+        int i = seg_index_of(s, s->raw_parse_off);
+        uint64_t seg_end = s->segs[i].start + s->cfg.seg_size;
+        uint64_t end = RMQ_MIN(s->written_off, seg_end);
+        uint64_t pos = s->raw_parse_off;
+        struct rmq_seg_map *pin;
+        const uint8_t *p;
+
+        if (end - pos < 8 || rmq_store_view(s, pos, (uint32_t)(end - pos), &p, &pin) < 0) {
+            return;
+        }
+        while (end - pos >= 8 && s->disp_tail - s->disp_head < RMQ_DISPATCH_CAP) {
+            const uint8_t *at = p + (pos - s->raw_parse_off);
+            uint32_t size = rmq_get_be32(at);
+            struct rmq_record r;
+            uint32_t blank = 0;
+            int64_t n;
+
+            if (rmq_get_be32(at + 4) == RMQ_RECORD_BLANK_MAGIC) {
+                pos = seg_end;          /* the rest of the segment is the filler's */
+                break;
+            }
+            if (size > end - pos && size <= s->cfg.max_message_size + 65536u &&
+                end < seg_end) {
+                break;                  /* ends in a later copy */
+            }
+            n = rmq_record_decode(at, (size_t)(end - pos), true, &r, &blank);
+            if (n <= 0 || (uint64_t)r.phys_off != pos) {
+                RMQ_ERROR("store: copied bytes at %llu are not a record (size %u, phys %lld): "
+                          "entries stop here", (unsigned long long)pos, size,
+                          (long long)(n > 0 ? r.phys_off : -1));
+                s->raw_bad = true;
+                s->stats.raw_bad_records++;
+                break;
+            }
+            if (takes_queue_offset(r.sysflag)) {
+                struct rmq_cq *q = rmq_cq_get(s, r.topic, r.topic_len, r.queue_id);
+                struct rmq_dispatch *d;
+
+                if (q == NULL) {
+                    break;              /* out of memory: retried with the next copy */
+                }
+                d = &s->disp[s->disp_tail++ & (RMQ_DISPATCH_CAP - 1)];
+                d->cq = q;
+                d->queue_off = r.queue_off;
+                d->phys = pos;
+                d->size = (uint32_t)n;
+                d->tags_code = record_tags_code(s, &r);
+                d->store_ts = r.store_ts;
+                if (r.queue_off + 1 > q->next) {
+                    q->next = r.queue_off + 1;
+                }
+            }
+            if (r.store_ts > s->last_store_ts) {
+                s->last_store_ts = r.store_ts;
+            }
+            s->written_ts = r.store_ts;
+            pos += (uint64_t)n;
+        }
+        rmq_store_unpin(s, pin);
+        if (pos == s->raw_parse_off) {
+            return;
+        }
+        s->raw_parse_off = pos;
+    }
+}
+
+void
+rmq_store_append_raw(struct rmq_store *s, struct rmq_store_msg *m)
+{
+    rmq_list_init(&m->link);
+    m->raw = true;
+    if (s->closing) {
+        complete(s, m, -ESHUTDOWN);
+        return;
+    }
+    if (s->error != 0) {
+        complete(s, m, -EIO);
+        return;
+    }
+    if (s->disk_full) {
+        rmq_store__recheck_space(s);
+    }
+    if (s->disk_full) {
+        s->stats.disk_full_refusals++;
+        complete(s, m, -ENOSPC);
+        return;
+    }
+    if (m->rec.body_len == 0) {
+        complete(s, m, 0);
+        return;
+    }
+    rmq_list_add_tail(&s->pending, &m->link);
+    rmq_loop_defer(s->loop, &s->submit);
+}
+
+uint64_t
+rmq_store_raw_parsed_off(const struct rmq_store *s)
+{
+    return s->raw ? s->raw_parse_off : s->written_off;
+}
+
+uint64_t
+rmq_store_reserved_off(const struct rmq_store *s)
+{
+    return s->reserved_off;
+}
+
+void
+rmq_store_on_written(struct rmq_store *s, void (*fn)(void *ctx, uint64_t written), void *ctx)
+{
+    s->on_written = fn;
+    s->on_written_ctx = ctx;
+}
+
 /* Place as many pending appends as fit into batches; submit them. */
 static void
 place_pending(struct rmq_store *s)
@@ -328,7 +583,17 @@ place_pending(struct rmq_store *s)
     while (!rmq_list_is_empty(&s->pending) && s->error == 0) {
         struct rmq_store_msg *m = rmq_container_of(s->pending.next, struct rmq_store_msg, link);
         struct rmq_record *r = &m->rec;
-        uint32_t size = rmq_record_size(r->body_len, r->topic_len, r->props_len);
+        uint32_t size;
+
+        if (m->raw) {
+            int ret = place_raw(s, m);
+
+            if (ret == RAW_WAIT) {
+                break;
+            }
+            continue;
+        }
+        size = rmq_record_size(r->body_len, r->topic_len, r->props_len);
         uint64_t seg_end = cur_seg(s)->start + s->cfg.seg_size;
         struct rmq_store_batch *b;
         struct rmq_cq *q = NULL;
@@ -463,6 +728,9 @@ advance_written(struct rmq_store *s)
         return;
     }
     rmq_store__dispatch(s);
+    if (s->on_written != NULL) {
+        s->on_written(s->on_written_ctx, s->written_off);
+    }
     if (s->cfg.flush_type == RMQ_FLUSH_SYNC ||
         s->written_off - s->flushed_off >= (uint64_t)s->cfg.flush_least_pages * 4096) {
         sync_start(s);

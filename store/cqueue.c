@@ -467,6 +467,8 @@ cq_mark_dirty(struct rmq_store *s, struct rmq_cq *q, struct rmq_cq_seg *g)
     }
 }
 
+static bool entry_zero(const uint8_t *e);
+
 int
 rmq_cq_put(struct rmq_store *s, struct rmq_cq *q, int64_t qoff, uint64_t phys, uint32_t size,
            int64_t tags_code)
@@ -476,16 +478,19 @@ rmq_cq_put(struct rmq_store *s, struct rmq_cq *q, int64_t qoff, uint64_t phys, u
     int ret;
 
     if (q->seg_count == 0) {
-        int64_t first = qoff - qoff % s->cfg.cq_entries;
-
-        ret = cq_file_for(s, q, first);
+        ret = cq_file_for(s, q, qoff - qoff % s->cfg.cq_entries);
         if (ret < 0) {
-            return ret;
+            return ret;         /* -EINPROGRESS: the file is made, then this put again */
         }
-        /* a queue born at a non-zero offset: filler entries before it (STORE.md §11) */
-        for (int64_t k = first; k < qoff; k++) {
-            entry_put(q->segs[0].map + (uint64_t)(k - first) * RMQ_CQ_ENTRY_SIZE, 0,
-                      CQ_FILLER_SIZE, 0);
+    }
+    if (q->max == 0 && q->min == 0 && qoff > 0 && qoff >= q->segs[0].first &&
+        q->seg_count == 1 && entry_zero(q->segs[0].map)) {
+        /* a queue born at a non-zero offset (a slave's copy of a queue whose start it does
+         * not have): filler entries before it (STORE.md §11) */
+        for (int64_t k = q->segs[0].first; k < qoff && k < q->segs[0].first +
+             (int64_t)s->cfg.cq_entries; k++) {
+            entry_put(q->segs[0].map + (uint64_t)(k - q->segs[0].first) * RMQ_CQ_ENTRY_SIZE,
+                      0, CQ_FILLER_SIZE, 0);
         }
         q->min = q->max = qoff;
     }
@@ -525,6 +530,9 @@ dispatch_retry_fire(struct rmq_timer *t)
 void
 rmq_store__dispatch(struct rmq_store *s)
 {
+    if (s->raw) {
+        rmq_store__raw_parse(s);
+    }
     while (s->disp_head != s->disp_tail) {
         struct rmq_dispatch *d = &s->disp[s->disp_head & (RMQ_DISPATCH_CAP - 1)];
         int ret;
@@ -560,7 +568,15 @@ rmq_store__dispatch(struct rmq_store *s)
                           d->cq->max, d->tags_code);
         }
     }
-    s->dispatched_off = s->written_off;
+    s->dispatched_off = s->raw ? RMQ_MIN(s->written_off, s->raw_parse_off) : s->written_off;
+    if (s->raw && s->raw_parse_off < s->written_off && s->disp_head == s->disp_tail &&
+        !s->raw_bad) {
+        rmq_store__raw_parse(s);        /* the ring was full: the rest of the copy */
+        if (s->disp_head != s->disp_tail) {
+            rmq_store__dispatch(s);
+            return;
+        }
+    }
     rmq_loop_defer(s->loop, &s->submit);
 }
 

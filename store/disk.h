@@ -56,6 +56,9 @@ struct rmq_disk_ops {
     void (*close)(struct rmq_disk *d, int h);
     /* Delete a segment: close its handle and remove the file (one at a time). */
     void (*remove)(struct rmq_disk *d, int h, struct rmq_disk_req *req);
+    /* Optional: give segment h the name of another start offset (an empty log moving
+     * to where its master's log is; one at a time). */
+    void (*rename)(struct rmq_disk *d, int h, uint64_t new_start, struct rmq_disk_req *req);
     /* Read-only shared mapping of a whole segment (readers' zero-copy view), NULL with
      * errno set on failure; unmap takes it back. Mappings outlive close and remove. */
     const uint8_t *(*map)(struct rmq_disk *d, int h, uint64_t size);

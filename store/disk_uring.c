@@ -7,12 +7,15 @@
  * The zeros are also written back during preparation, in SYNC_CHUNK steps paced by
  * the device: left dirty, the first SYNC_FLUSH fdatasync on the new segment would
  * pay for the whole segment (measured: 685 ms for 1 GiB on the first append).
- * The zeros go only PREP_LEAD bytes ahead of the target the store sets (the writer's
- * position in its own segment), so their cost comes in step with the traffic instead
- * of in one burst: unpaced, the 1 GiB prepared at start-up and at every roll kept an
- * io-wq worker busy for ~3 s (ext4 has no non-blocking buffered writes), and
- * 1-in-flight sends in that window had a p99 of 2.4 ms against 150 µs after it; paced
- * by time instead (64 KiB every 2 ms) the window lasted 35 s at p99 220 µs.
+ * While appends arrive, the zeros go only PREP_LEAD bytes ahead of the target the store
+ * sets (the writer's position in its own segment), so their cost comes in step with
+ * the traffic instead of in one burst: unpaced, the 1 GiB prepared at start-up and at
+ * every roll kept an io-wq worker busy for ~3 s (ext4 has no non-blocking buffered
+ * writes), and 1-in-flight sends in that window had a p99 of 2.4 ms against 150 µs
+ * after it; paced by time instead (64 KiB every 2 ms) the window lasted 35 s at p99
+ * 220 µs. Once the target has not moved for PREP_IDLE_NS the rest is written anyway,
+ * a chunk at a time while it stays still, so a burst after a quiet spell finds its
+ * segment ready and pays no first touch.
  * The synchronous calls run only during start-up recovery.
  */
 #include "store/disk.h"
@@ -35,6 +38,7 @@
 #define ZERO_CHUNK (128u << 10)         /* small: each is a worker's CPU slice (~0.4 ms) */
 #define SYNC_CHUNK (16u << 20)          /* zeros written back per sync_file_range */
 #define PREP_LEAD (64ull << 20)         /* zeros ahead of the target */
+#define PREP_IDLE_NS (20ull * 1000 * 1000)
 
 struct useg {
     int fd;
@@ -58,9 +62,17 @@ struct udisk {
     uint64_t prep_clean;            /* zeros written back up to here */
     uint64_t prep_target;           /* zeros wanted up to here + PREP_LEAD */
     bool prep_parked;               /* zeros are far enough ahead: waiting for the target */
+    uint64_t prep_moved_ns;         /* when the target last moved */
+    struct rmq_timer prep_idle;     /* armed while parked: the target stood still */
     char prep_path[PATH_MAX];
 
     char rm_path[PATH_MAX];         /* the one removal in flight */
+    char mv_from[PATH_MAX];         /* the one rename in flight */
+    char mv_to[PATH_MAX];
+    int mv_handle;
+    uint64_t mv_start;
+    struct rmq_op mv_op;
+    struct rmq_disk_req *mv_req;
 };
 
 void
@@ -135,6 +147,7 @@ prep_finish(struct udisk *d, int32_t res)
  * completion.
  */
 static void prep_go(struct udisk *d);
+static void prep_idle_fire(struct rmq_timer *t);
 
 static uint64_t
 prep_wanted(uint64_t target)
@@ -217,8 +230,13 @@ prep_go(struct udisk *d)
         d->prep_step = PREP_DATASYNC;
         sqe = rmq_loop_sqe(loop, &d->prep_op);
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-    } else if (d->prep_off >= prep_wanted(d->prep_target)) {
-        d->prep_parked = true;      /* u_prepare_advance goes on */
+    } else if (d->prep_off >= prep_wanted(d->prep_target) &&
+               loop->now_ns - d->prep_moved_ns < PREP_IDLE_NS) {
+        d->prep_parked = true;      /* u_prepare_advance or the idle timer goes on */
+        if (!rmq_timer_is_armed(&d->prep_idle)) {
+            rmq_timer_arm(loop, &d->prep_idle, d->prep_moved_ns + PREP_IDLE_NS - loop->now_ns,
+                          prep_idle_fire);
+        }
         return;
     } else {
         sqe = rmq_loop_sqe(loop, &d->prep_op);
@@ -242,6 +260,7 @@ u_prepare(struct rmq_disk *base, uint64_t start, uint64_t size, struct rmq_disk_
     d->prep_step = 0;
     d->prep_target = 0;
     d->prep_parked = false;
+    d->prep_moved_ns = base->loop->now_ns;
     h = slot_new(d, start);
     d->prep_handle = h;
     d->prep_err = h < 0 ? h : 0;
@@ -264,10 +283,24 @@ u_prepare_cancel(struct rmq_disk *base)
 
     if (d->prep_req != NULL) {
         d->prep_err = -ECANCELED;       /* seen by prep_done at the step in flight */
+        if (rmq_timer_is_armed(&d->prep_idle)) {
+            rmq_timer_cancel(base->loop, &d->prep_idle);
+        }
         if (d->prep_parked) {
             d->prep_parked = false;
             prep_go(d);
         }
+    }
+}
+
+static void
+prep_idle_fire(struct rmq_timer *t)
+{
+    struct udisk *d = rmq_container_of(t, struct udisk, prep_idle);
+
+    if (d->prep_parked) {
+        d->prep_parked = false;
+        prep_go(d);                 /* parks again (re-arming) if the target moved meanwhile */
     }
 }
 
@@ -278,7 +311,11 @@ u_prepare_advance(struct rmq_disk *base, uint64_t target)
 
     if (d->prep_req != NULL && target > d->prep_target) {
         d->prep_target = target;
+        d->prep_moved_ns = base->loop->now_ns;
         if (d->prep_parked && d->prep_off < prep_wanted(target)) {
+            if (rmq_timer_is_armed(&d->prep_idle)) {
+                rmq_timer_cancel(base->loop, &d->prep_idle);
+            }
             d->prep_parked = false;
             prep_go(d);
         }
@@ -460,6 +497,38 @@ u_remove(struct rmq_disk *base, int h, struct rmq_disk_req *req)
     rmq_loop_commit(d->base.loop, &req->op, sqe);
 }
 
+static void
+mv_done(struct rmq_op *op, int32_t res, uint32_t flags)
+{
+    struct udisk *d = rmq_container_of(op, struct udisk, mv_op);
+    struct rmq_disk_req *req = d->mv_req;
+
+    (void)flags;
+    d->mv_req = NULL;
+    if (res == 0) {
+        d->segs[d->mv_handle].start = d->mv_start;
+    }
+    req->done(req, res);
+}
+
+static void
+u_rename(struct rmq_disk *base, int h, uint64_t new_start, struct rmq_disk_req *req)
+{
+    struct udisk *d = (struct udisk *)base;
+    struct io_uring_sqe *sqe;
+
+    seg_path(d, d->segs[h].start, d->mv_from, sizeof(d->mv_from));
+    seg_path(d, new_start, d->mv_to, sizeof(d->mv_to));
+    d->mv_handle = h;
+    d->mv_start = new_start;
+    RMQ_ASSERT(d->mv_req == NULL);
+    d->mv_req = req;
+    rmq_op_init(&d->mv_op, mv_done);
+    sqe = rmq_loop_sqe(d->base.loop, &d->mv_op);
+    io_uring_prep_renameat(sqe, AT_FDCWD, d->mv_from, AT_FDCWD, d->mv_to, RENAME_NOREPLACE);
+    rmq_loop_commit(d->base.loop, &d->mv_op, sqe);
+}
+
 static const uint8_t *
 u_map(struct rmq_disk *base, int h, uint64_t size)
 {
@@ -508,6 +577,7 @@ static const struct rmq_disk_ops uring_ops = {
     .zero_tail = u_zero_tail,
     .close = u_close,
     .remove = u_remove,
+    .rename = u_rename,
     .prepare_cancel = u_prepare_cancel,
     .prepare_advance = u_prepare_advance,
     .map = u_map,

@@ -94,6 +94,7 @@ struct rmq_store_msg {
     struct rmq_record rec;          /* caller fills all but phys_off, queue_off, store_ts */
     rmq_store_done_fn done;
     /* store-private from here */
+    bool raw;                       /* rmq_store_append_raw */
     struct rmq_link link;
     uint64_t end_off;               /* phys_off + total_size */
     uint64_t enqueued_ns;
@@ -118,6 +119,9 @@ struct rmq_store_stats {
     uint64_t segments_deleted;      /* commitlog segments removed by retention */
     uint64_t cq_files_deleted;
     uint64_t disk_full_refusals;    /* appends answered -ENOSPC */
+    uint64_t raw_appends;           /* rmq_store_append_raw calls written */
+    uint64_t raw_bytes;
+    uint64_t raw_bad_records;       /* copied bytes that are not a valid record */
 };
 
 /*
@@ -130,6 +134,22 @@ int rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_dis
 
 /* Queue m; m->done runs later on the loop, never inline. */
 void rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m);
+
+/*
+ * A slave's copy of its master's log (HA): rec.body_len bytes at rec.body written
+ * verbatim at log offset rec.phys_off, which must be the end of this log (for an empty
+ * log: any segment start, where the log then begins). The bytes may end inside a
+ * record; consume queue entries follow once a record is complete, with the queue
+ * offsets the master gave it. One call never crosses a segment end; the next call after
+ * the last byte of a segment starts the next segment. m->done: 0 written (flushed
+ * under SYNC_FLUSH), -ERANGE not the end of the log or across a segment end, or the
+ * append errors.
+ */
+void rmq_store_append_raw(struct rmq_store *s, struct rmq_store_msg *m);
+/* Copied bytes decoded into records up to here (the rest ends inside a record). */
+uint64_t rmq_store_raw_parsed_off(const struct rmq_store *s);
+/* The log end: where the next byte goes (a slave's max offset). */
+uint64_t rmq_store_reserved_off(const struct rmq_store *s);
 
 /* Flush everything written, then call done (on the loop). New appends get -ESHUTDOWN. */
 void rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg),
@@ -172,6 +192,10 @@ void rmq_store_unpin(struct rmq_store *s, struct rmq_seg_map *pin);
 /* The segment file behind a view, for splicing: a descriptor valid while pinned (or
  * -1 when the disk has none) and the view's offset in it. */
 int rmq_store_view_file(const struct rmq_seg_map *pin, const uint8_t *data, uint64_t *file_off);
+
+/* Be told whenever written_off moved (replication). One hook; NULL clears. */
+void rmq_store_on_written(struct rmq_store *s, void (*fn)(void *ctx, uint64_t written),
+                          void *ctx);
 
 /* Be told of every consume queue entry written (long polling). One hook; NULL clears. */
 void rmq_store_on_arrival(struct rmq_store *s, rmq_store_arrival_fn fn, void *ctx);

@@ -94,6 +94,9 @@ struct rmq_dispatch {
 };
 
 #define RMQ_DISPATCH_CAP 65536          /* placed-not-dispatched records; power of two */
+/* Decode copied records below written_off into dispatch entries (commitlog.c). */
+void rmq_store__raw_parse(struct rmq_store *s);
+
 #define RMQ_CP_SYNCS 16                 /* consume queue fdatasyncs in flight at once */
 
 struct rmq_store_cp_sync {
@@ -187,6 +190,17 @@ struct rmq_store {
     int prep_err;
     struct rmq_timer prep_retry;
     bool unclean_start;             /* the abort file was there at open */
+
+    /* a slave's copied bytes (rmq_store_append_raw) */
+    bool raw;                       /* raw appends seen: entries come from parsing */
+    uint64_t raw_parse_off;         /* records decoded below it */
+    bool raw_bad;                   /* a copied record did not decode: parsing stopped */
+    bool rebase_in_flight;          /* an empty log moving to the master's segment start */
+    struct rmq_op rebase_op;
+    uint64_t rebase_to;
+    int rebase_step;
+    void (*on_written)(void *ctx, uint64_t written);
+    void *on_written_ctx;
 
     struct rmq_seg_map *retired_maps;   /* deleted segments still pinned by readers */
     rmq_store_arrival_fn on_arrival;
