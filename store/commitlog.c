@@ -342,6 +342,8 @@ static void rebase_step(struct rmq_disk_req *req, int32_t res);
  * master's newest segment, HA.md §2.2): its empty current segment, then the prepared
  * next one, are renamed to the new starts. Once in a slave's life.
  */
+/* Moving up, the prepared next segment goes first (the current one may take its name);
+ * moving down, the current one does. */
 static void
 rebase_start(struct rmq_store *s, uint64_t to)
 {
@@ -349,6 +351,11 @@ rebase_start(struct rmq_store *s, uint64_t to)
     s->rebase_to = to;
     s->rebase_step = 0;
     s->prep_req.done = rebase_step;     /* prep_req is idle: no preparation in flight */
+    if (s->next_handle >= 0 && to > s->segs[0].start) {
+        s->rebase_step = 2;
+        s->disk->ops->rename(s->disk, s->next_handle, to + s->cfg.seg_size, &s->prep_req);
+        return;
+    }
     s->disk->ops->rename(s->disk, s->segs[0].handle, to, &s->prep_req);
 }
 
@@ -365,12 +372,17 @@ rebase_step(struct rmq_disk_req *req, int32_t res)
         rmq_loop_defer(s->loop, &s->submit);
         return;
     }
-    if (s->rebase_step == 0) {
+    if (s->rebase_step == 2) {
+        s->rebase_step = 3;             /* the next one moved: now the current one */
+        s->disk->ops->rename(s->disk, s->segs[0].handle, s->rebase_to, req);
+        return;
+    }
+    if (s->rebase_step == 0 || s->rebase_step == 3) {
         s->segs[0].start = s->rebase_to;
         s->min_off = s->reserved_off = s->written_off = s->flushed_off = s->rebase_to;
         s->dispatched_off = s->raw_parse_off = s->rebase_to;
         s->release_off = RMQ_MAX(s->release_off, s->rebase_to);
-        if (s->next_handle >= 0) {
+        if (s->next_handle >= 0 && s->rebase_step == 0) {
             s->rebase_step = 1;
             s->disk->ops->rename(s->disk, s->next_handle, s->rebase_to + s->cfg.seg_size, req);
             return;
@@ -567,6 +579,12 @@ uint64_t
 rmq_store_reserved_off(const struct rmq_store *s)
 {
     return s->reserved_off;
+}
+
+uint64_t
+rmq_store_seg_size(const struct rmq_store *s)
+{
+    return s->cfg.seg_size;
 }
 
 void

@@ -150,6 +150,8 @@ void rmq_store_append_raw(struct rmq_store *s, struct rmq_store_msg *m);
 uint64_t rmq_store_raw_parsed_off(const struct rmq_store *s);
 /* The log end: where the next byte goes (a slave's max offset). */
 uint64_t rmq_store_reserved_off(const struct rmq_store *s);
+/* mappedFileSizeCommitLog: segments start at multiples of it. */
+uint64_t rmq_store_seg_size(const struct rmq_store *s);
 
 /* Flush everything written, then call done (on the loop). New appends get -ESHUTDOWN. */
 void rmq_store_close(struct rmq_store *s, void (*done)(struct rmq_store *s, void *arg),
