@@ -93,6 +93,9 @@ h_update_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
         return;
     }
     ret = rmq_offsets_commit(&b->offsets, q.topic, group, q.queue_id, off);
+    if (ret == 0) {
+        rmq_broker__ha_slave_commit(b, q.topic, group, q.queue_id, off);
+    }
     if (ret < 0) {
         rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR,
                           "offset not stored group=%s topic=%s queueId=%d: %s", group, q.topic,
@@ -419,6 +422,35 @@ h_runtime_info(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufre
        (long long)(b->index != NULL ? rmq_index_end_phys(b->index) : -1));
     kv(w, "timerRolled", "%llu", (unsigned long long)b->stats.timer_rolled);
     kv(w, "heldMarksRecovered", "%llu", (unsigned long long)b->stats.held_marks_recovered);
+    if (b->ha_master != NULL) {
+        const struct rmq_ha_master_stats *hs = rmq_ha_master_stats(b->ha_master);
+
+        kv(w, "haConnections", "%u", hs->slaves);
+        kv(w, "haPush2SlaveMaxOffset", "%llu", (unsigned long long)hs->acked_off);
+        kv(w, "haSlaveFallBehind", "%llu", (unsigned long long)(hs->slaves == 0 ? 0 :
+           written > hs->acked_off ? written - hs->acked_off : 0));
+        kv(w, "haBytesSent", "%llu", (unsigned long long)hs->bytes_sent);
+        kv(w, "haSendmsgs", "%llu", (unsigned long long)hs->sendmsgs);
+        kv(w, "haWaits", "%llu", (unsigned long long)hs->waits);
+        kv(w, "haWaitTimeouts", "%llu", (unsigned long long)hs->wait_timeouts);
+        kv(w, "haRefusedNoSlave", "%llu", (unsigned long long)hs->refused_no_slave);
+        kv(w, "haSlavesRefused", "%llu", (unsigned long long)hs->slaves_refused);
+    }
+    if (b->ha_slave != NULL) {
+        const struct rmq_ha_slave_stats *hs = rmq_ha_slave_stats(b->ha_slave);
+        const char *why = rmq_ha_slave_diverged(b->ha_slave);
+
+        kv(w, "haConnected", "%s", hs->connected ? "true" : "false");
+        kv(w, "haMasterAddress", "%s", b->master_addr);
+        kv(w, "haMasterOffset", "%llu", (unsigned long long)hs->master_off);
+        kv(w, "haBytesReceived", "%llu", (unsigned long long)hs->bytes_received);
+        kv(w, "haConnects", "%llu", (unsigned long long)hs->connects);
+        kv(w, "haVerifiedBytes", "%llu", (unsigned long long)hs->verified_bytes);
+        kv(w, "haDiverged", "%.120s", why != NULL ? why : "");
+        kv(w, "slaveSyncs", "%llu", (unsigned long long)b->stats.slave_syncs);
+        kv(w, "slaveSyncFailures", "%llu", (unsigned long long)b->stats.slave_sync_failures);
+        kv(w, "slaveOffsetsPushed", "%llu", (unsigned long long)b->stats.slave_offsets_pushed);
+    }
     rmq_jw_obj_end(w);
     rmq_jw_obj_end(w);
     rmq_broker__reply_json(b, c, &req->h, NULL);

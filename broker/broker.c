@@ -66,6 +66,23 @@ static const struct rmq_config_key broker_keys[] = {
        "ms between registrations with each NameServer"),
     {"brokerRole", RMQ_CONFIG_ENUM, offsetof(struct rmq_broker_config, broker_role), 0,
      "ASYNC_MASTER", 0, 0, roles, "ASYNC_MASTER, SYNC_MASTER or SLAVE"},
+    BK("brokerIP2", RMQ_CONFIG_STR, broker_ip2, "", 0, 0,
+       "IPv4 address slaves reach the HA port at (empty: brokerIP1); the HA port is always "
+       "listenPort + 1"),
+    BK("haMasterAddress", RMQ_CONFIG_STR, ha_master_address, "", 0, 0,
+       "slave: the master's HA address ip:port (empty: learnt from the NameServer)"),
+    BK("haTransferBatchSize", RMQ_CONFIG_I64, ha_batch_size, "32768", 1024, 4 << 20,
+       "largest frame of log bytes the master sends a slave"),
+    BK("haSendHeartbeatInterval", RMQ_CONFIG_I64, ha_heartbeat_ms, "5000", 100, 60000,
+       "ms of silence after which master and slave send a heartbeat"),
+    BK("haHousekeepingInterval", RMQ_CONFIG_I64, ha_housekeeping_ms, "20000", 500, 600000,
+       "ms without a byte from the other side after which an HA connection is closed"),
+    BK("haMaxGapNotInSync", RMQ_CONFIG_I64, ha_max_gap, "268435456", 1, 1LL << 40,
+       "SYNC_MASTER: a slave this many bytes behind does not count (SLAVE_NOT_AVAILABLE)"),
+    BK("slaveMetadataSyncInterval", RMQ_CONFIG_I64, slave_sync_ms, "10000", 100, 600000,
+       "slave: ms between copies of the master's topics, consumer offsets and delay offsets"),
+    BK("slaveReadEnable", RMQ_CONFIG_BOOL, slave_read_enable, "false", 0, 0,
+       "suggest brokerId 1 to consumers reading beyond accessMessageInMemoryMaxRatio of RAM"),
     BK("brokerPermission", RMQ_CONFIG_I64, broker_permission, "6", 0, 7,
        "PermName bits: 4 read, 2 write"),
     BK("longPollingEnable", RMQ_CONFIG_BOOL, long_polling, "true", 0, 0,
@@ -509,6 +526,16 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
         return -ENOMEM;
     }
     b->cfg = *cfg;
+    if (b->cfg.broker_role == RMQ_ROLE_SLAVE && b->cfg.broker_id == 0) {
+        RMQ_ERROR("broker: brokerRole=SLAVE needs brokerId > 0 (0 is the master's)");
+        free(b);
+        return -EINVAL;
+    }
+    if (b->cfg.broker_role != RMQ_ROLE_SLAVE && b->cfg.broker_id != 0) {
+        RMQ_WARN("broker: brokerId=%lld ignored: a master is always brokerId 0",
+                 (long long)b->cfg.broker_id);
+        b->cfg.broker_id = 0;
+    }
     b->nl = nl;
     b->loop = nl->loop;
     b->start_ms = rmq_clock_wall_ms();
@@ -567,6 +594,11 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     rmq_broker__admin_install(b);
     rmq_broker__delay_install(b);
     rmq_broker__keys_install(b);
+    rmq_broker__ha_install(b);
+    ret = rmq_broker__ha_init(b);
+    if (ret < 0) {
+        goto fail_srv;
+    }
 
     if (b->cfg.standalone) {
         scfg = (struct rmq_server_config){
@@ -594,8 +626,11 @@ rmq_broker_create(struct rmq_broker **out, struct rmq_net_loop *nl,
     rmq_timer_arm(b->loop, &b->register_timer, (uint64_t)b->cfg.register_interval_ms * 1000000u,
                   register_fire);
     rmq_broker__register_all(b);
-    rmq_broker__delay_start(b);
-    rmq_broker__timer_start(b);
+    if (b->cfg.broker_role != RMQ_ROLE_SLAVE) {
+        /* a slave's log is its master's copy: deliveries come from the master */
+        rmq_broker__delay_start(b);
+        rmq_broker__timer_start(b);
+    }
     RMQ_INFO("broker: serving name=%s id=%lld cluster=%s addr=%s flushDiskType=%s%s",
              b->cfg.broker_name, (long long)b->cfg.broker_id, b->cfg.cluster, b->addr,
              b->cfg.store.flushDiskType ? "SYNC_FLUSH" : "ASYNC_FLUSH",
@@ -699,6 +734,7 @@ stop_step(struct rmq_broker *b)
             return;
         }
         rmq_broker__register_stop(b);
+        rmq_broker__ha_stop(b);
         b->stop_stage = 3;
         if (b->srv_up) {
             rmq_server_stop(&b->srv);
@@ -712,7 +748,8 @@ stop_step(struct rmq_broker *b)
         /* fall through */
     case 3:     /* connections closed: every pull response's pins are back */
         if ((b->srv_up && !rmq_server_is_stopped(&b->srv)) || (b->ns_srv_up && !rmq_server_is_stopped(&b->ns_srv)) ||
-            !rmq_broker__register_stopped(b) || b->pulls_in_flight > 0) {
+            !rmq_broker__register_stopped(b) || b->pulls_in_flight > 0 ||
+            !rmq_broker__ha_idle(b)) {
             stop_poll(b);
             return;
         }
@@ -786,6 +823,7 @@ rmq_broker_destroy(struct rmq_broker *b)
     rmq_broker__delay_fini(b);
     rmq_broker__timer_fini(b);
     rmq_broker__keys_fini(b);
+    rmq_broker__ha_fini(b);
     if (b->ns != NULL) {
         rmq_namesrv_destroy(b->ns);
     }

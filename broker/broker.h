@@ -37,6 +37,14 @@ struct rmq_broker_config {
     int64_t default_topic_queue_nums;           /* defaultTopicQueueNums */
     int64_t register_interval_ms;               /* registerBrokerInterval */
     int broker_role;                            /* brokerRole */
+    char broker_ip2[64];                        /* brokerIP2: the HA address (empty: IP1) */
+    char ha_master_address[80];                 /* haMasterAddress: static master HA ip:port */
+    int64_t ha_batch_size;                      /* haTransferBatchSize */
+    int64_t ha_heartbeat_ms;                    /* haSendHeartbeatInterval */
+    int64_t ha_housekeeping_ms;                 /* haHousekeepingInterval */
+    int64_t ha_max_gap;                         /* haMaxGapNotInSync */
+    int64_t slave_sync_ms;                      /* slaveMetadataSyncInterval */
+    bool slave_read_enable;                     /* slaveReadEnable */
     int64_t broker_permission;                  /* brokerPermission */
     bool long_polling;                          /* longPollingEnable */
     int64_t short_polling_ms;                   /* shortPollingTimeMills */

@@ -13,6 +13,7 @@
 #include "core/loop.h"
 #include "core/strmap.h"
 #include "core/wheel.h"
+#include "ha/ha.h"
 #include "index/index.h"
 #include "net/client.h"
 #include "net/handler.h"
@@ -135,6 +136,9 @@ struct rmq_broker_stats {
     uint64_t registration_failures;
     uint64_t held_marks_recovered;          /* deliveries found by the start's walk */
     uint64_t timer_rolled;                  /* waiting messages copied to the log's head */
+    uint64_t slave_syncs;                   /* metadata copies from the master completed */
+    uint64_t slave_sync_failures;
+    uint64_t slave_offsets_pushed;          /* offsets committed here sent to the master */
 };
 
 struct rmq_send_ctx;
@@ -220,6 +224,21 @@ struct rmq_broker {
     struct rmq_sched_level *levels;         /* owned: one scheduler per delay level */
     uint32_t delay_level_count;
     bool delay_dirty;                       /* delayOffset.json behind */
+
+    /* replication (ha.c) */
+    struct rmq_ha_master *ha_master;        /* owned; masters */
+    struct rmq_ha_slave *ha_slave;          /* owned; slaves */
+    uint16_t ha_port;
+    bool ha_stopped;
+    char master_addr[80];                   /* slave: the master's remoting address */
+    struct rmq_client master_client;        /* slave: metadata copies */
+    bool master_client_up;
+    struct rmq_call sync_call;
+    bool sync_pending;
+    int sync_step;
+    struct rmq_timer sync_timer;
+    struct rmq_offsets slave_local;         /* slave: offsets committed here, not yet on the master */
+    bool slave_local_up;
 
     struct rmq_namesrv_peer peers[RMQ_BROKER_NAMESRV_MAX];
     uint32_t peer_count;
@@ -326,6 +345,8 @@ void rmq_broker__delay_install(struct rmq_broker *b);
 void rmq_broker__delay_start(struct rmq_broker *b);
 void rmq_broker__delay_stop(struct rmq_broker *b);
 void rmq_broker__delay_fini(struct rmq_broker *b);
+/* delayOffset.json's text: {"offsetTable":{level:offset,...},"scanFrom":N}. */
+void rmq_broker__delay_write(const struct rmq_broker *b, struct rmq_jw *w);
 /* Write delayOffset.json if progress moved: 0 or -errno (stays dirty). */
 int rmq_broker__delay_persist(struct rmq_broker *b);
 /* A schedule queue got an entry: wake its level when idle. */
@@ -391,6 +412,24 @@ size_t rmq_broker__props_without_delay(char *dst, const char *props, size_t len)
  * len + 160 bytes. Returns the length. */
 size_t rmq_broker__delay_props(char *dst, const char *props, size_t len, const char *topic,
                                int32_t queue_id);
+
+/* Replication (ha.c): the HA master or slave, SYNC_MASTER waits, a slave's copies of
+ * its master's metadata. */
+int rmq_broker__ha_init(struct rmq_broker *b);
+/* A NameServer's answer to our registration (a slave learns its master there). */
+void rmq_broker__ha_registered(struct rmq_broker *b, const struct rmq_frame *resp);
+/* Stop replication; rmq_broker__ha_idle once every socket is closed. */
+void rmq_broker__ha_stop(struct rmq_broker *b);
+bool rmq_broker__ha_idle(const struct rmq_broker *b);
+void rmq_broker__ha_fini(struct rmq_broker *b);
+void rmq_broker__ha_install(struct rmq_broker *b);
+/* The HA address registered with the NameServers ("brokerIP2:haPort"). */
+void rmq_broker__ha_addr(const struct rmq_broker *b, char *out, size_t len);
+/* Why this slave must not serve reads (its log diverged from the master's), or NULL. */
+const char *rmq_broker__ha_unusable(const struct rmq_broker *b);
+/* A consumer's offset committed on a slave: kept until the master has it too. */
+void rmq_broker__ha_slave_commit(struct rmq_broker *b, const char *topic, const char *group,
+                                 int32_t queue_id, int64_t offset);
 
 int rmq_broker__register_init(struct rmq_broker *b);
 void rmq_broker__register_all(struct rmq_broker *b);

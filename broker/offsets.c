@@ -11,7 +11,7 @@
 #include "core/log.h"
 #include "net/json.h"
 
-#define NONE INT64_MIN                  /* a queue with no committed offset */
+#define NONE RMQ_OFFSET_NONE
 
 struct offset_entry {
     int64_t *offsets;               /* owned; NONE where nothing was committed */
@@ -121,7 +121,6 @@ rmq_offsets_query(const struct rmq_offsets *o, const char *topic, const char *gr
 int
 rmq_offsets_persist(struct rmq_offsets *o)
 {
-    const struct offset_entry *e;
     struct rmq_jw w;
     const char *text;
     size_t len;
@@ -131,22 +130,7 @@ rmq_offsets_persist(struct rmq_offsets *o)
         return 0;
     }
     rmq_jw_init(&w, RMQ_JSON_FASTJSON);
-    rmq_jw_obj_begin(&w);
-    rmq_jw_key(&w, "offsetTable");
-    rmq_jw_obj_begin(&w);
-    for (uint32_t i = 0; (e = rmq_strmap_next(&o->map, &i)) != NULL;) {
-        rmq_jw_key(&w, e->key);
-        rmq_jw_obj_begin(&w);
-        for (uint32_t q = 0; q < e->count; q++) {
-            if (e->offsets[q] != NONE) {
-                rmq_jw_key_i64(&w, q);
-                rmq_jw_i64(&w, e->offsets[q]);
-            }
-        }
-        rmq_jw_obj_end(&w);
-    }
-    rmq_jw_obj_end(&w);
-    rmq_jw_obj_end(&w);
+    rmq_offsets_write(o, &w);
     ret = rmq_jw_finish(&w, &text, &len);
     if (ret == 0) {
         ret = rmq_file_replace(o->path, text, len);
@@ -203,11 +187,36 @@ load_entry(struct rmq_offsets *o, const cJSON *queues, const char **why)
 }
 
 static int
-load(struct rmq_offsets *o, char *err, size_t errlen)
+load_text(struct rmq_offsets *o, const char *text, size_t len, const char *where, char *err,
+          size_t errlen)
 {
     const cJSON *table;
     const cJSON *e;
-    cJSON *root;
+    cJSON *root = rmq_json_parse(text, len);
+    int ret = 0;
+
+    table = cJSON_GetObjectItemCaseSensitive(root, "offsetTable");
+    if (root == NULL || !cJSON_IsObject(table)) {
+        snprintf(err, errlen, "%s is not {\"offsetTable\":{...}} JSON", where);
+        cJSON_Delete(root);
+        return -EBADMSG;
+    }
+    cJSON_ArrayForEach(e, table) {
+        const char *why = NULL;
+
+        ret = load_entry(o, e, &why);
+        if (ret < 0) {
+            snprintf(err, errlen, "%s: %.300s: %s", where, e->string, why);
+            break;
+        }
+    }
+    cJSON_Delete(root);
+    return ret;
+}
+
+static int
+load(struct rmq_offsets *o, char *err, size_t errlen)
+{
     char *text;
     size_t len;
     int ret = rmq_file_read_all(o->path, RMQ_OFFSETS_FILE_MAX, &text, &len);
@@ -219,25 +228,93 @@ load(struct rmq_offsets *o, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read %s: %s", o->path, strerror(-ret));
         return ret;
     }
-    root = rmq_json_parse(text, len);
+    ret = load_text(o, text, len, o->path, err, errlen);
     free(text);
-    table = cJSON_GetObjectItemCaseSensitive(root, "offsetTable");
-    if (root == NULL || !cJSON_IsObject(table)) {
-        snprintf(err, errlen, "%s is not {\"offsetTable\":{...}} JSON", o->path);
-        cJSON_Delete(root);
-        return -EBADMSG;
-    }
-    cJSON_ArrayForEach(e, table) {
-        const char *why = NULL;
+    return ret;
+}
 
-        ret = load_entry(o, e, &why);
-        if (ret < 0) {
-            snprintf(err, errlen, "%s: %.300s: %s", o->path, e->string, why);
-            break;
+int
+rmq_offsets_parse(struct rmq_offsets *o, const char *text, size_t len, char *err, size_t errlen)
+{
+    int ret;
+
+    memset(o, 0, sizeof(*o));
+    rmq_strmap_init(&o->map);
+    ret = load_text(o, text, len, "offset table", err, errlen);
+    if (ret < 0) {
+        rmq_offsets_fini(o);
+    }
+    return ret;
+}
+
+void
+rmq_offsets_write(const struct rmq_offsets *o, struct rmq_jw *w)
+{
+    const struct offset_entry *e;
+
+    rmq_jw_obj_begin(w);
+    rmq_jw_key(w, "offsetTable");
+    rmq_jw_obj_begin(w);
+    for (uint32_t i = 0; (e = rmq_strmap_next(&o->map, &i)) != NULL;) {
+        rmq_jw_key(w, e->key);
+        rmq_jw_obj_begin(w);
+        for (uint32_t q = 0; q < e->count; q++) {
+            if (e->offsets[q] != NONE) {
+                rmq_jw_key_i64(w, q);
+                rmq_jw_i64(w, e->offsets[q]);
+            }
+        }
+        rmq_jw_obj_end(w);
+    }
+    rmq_jw_obj_end(w);
+    rmq_jw_obj_end(w);
+}
+
+void
+rmq_offsets_each(const struct rmq_offsets *o, rmq_offsets_fn fn, void *ctx)
+{
+    const struct offset_entry *e;
+
+    for (uint32_t i = 0; (e = rmq_strmap_next(&o->map, &i)) != NULL;) {
+        for (uint32_t q = 0; q < e->count; q++) {
+            if (e->offsets[q] != NONE) {
+                fn(ctx, e->key, (int32_t)q, e->offsets[q]);
+            }
         }
     }
-    cJSON_Delete(root);
+}
+
+int
+rmq_offsets_set_key(struct rmq_offsets *o, const char *key, int32_t queue_id, int64_t offset)
+{
+    struct offset_entry *e = rmq_strmap_get(&o->map, key);
+    int ret;
+
+    if (e == NULL && (e = entry_add(o, key)) == NULL) {
+        return -ENOMEM;
+    }
+    if (offset == NONE) {
+        if ((uint32_t)queue_id < e->count) {
+            e->offsets[queue_id] = NONE;
+        }
+        return 0;
+    }
+    if ((uint32_t)queue_id < e->count && e->offsets[queue_id] == offset) {
+        return 0;
+    }
+    ret = entry_set(e, queue_id, offset);
+    if (ret == 0) {
+        o->dirty = true;
+    }
     return ret;
+}
+
+int64_t
+rmq_offsets_get_key(const struct rmq_offsets *o, const char *key, int32_t queue_id)
+{
+    const struct offset_entry *e = rmq_strmap_get(&o->map, key);
+
+    return e != NULL && (uint32_t)queue_id < e->count ? e->offsets[queue_id] : NONE;
 }
 
 int

@@ -15,10 +15,12 @@
 #include <stdint.h>
 
 #include "core/strmap.h"
+#include "net/json.h"
 
 #define RMQ_GROUP_NAME_MAX 255          /* CHARACTER_MAX_LENGTH of the 4.x reference */
 #define RMQ_OFFSETS_ENTRIES_MAX 1000000 /* topic@group pairs; a flood of names stops here */
 #define RMQ_OFFSETS_FILE_MAX (256u << 20)
+#define RMQ_OFFSET_NONE INT64_MIN       /* a queue with no committed offset */
 
 struct rmq_offsets {
     struct rmq_strmap map;          /* "topic@group" -> owned entry */
@@ -48,5 +50,18 @@ bool rmq_offsets_next_topic(const struct rmq_offsets *o, const char *group, uint
                             char *topic);
 /* Write the file if anything changed since the last write: 0 or -errno (stays dirty). */
 int rmq_offsets_persist(struct rmq_offsets *o);
+
+/* {"offsetTable":{...}}: the file's text, GET_ALL_CONSUMER_OFFSET's body. */
+void rmq_offsets_write(const struct rmq_offsets *o, struct rmq_jw *w);
+/* A memory-only table from such a text (a master's): 0 or -EBADMSG/-EINVAL with err. */
+int rmq_offsets_parse(struct rmq_offsets *o, const char *text, size_t len, char *err,
+                      size_t errlen);
+/* Every stored offset: key is "topic@group". */
+typedef void (*rmq_offsets_fn)(void *ctx, const char *key, int32_t queue_id, int64_t offset);
+void rmq_offsets_each(const struct rmq_offsets *o, rmq_offsets_fn fn, void *ctx);
+/* By "topic@group" key; RMQ_OFFSET_NONE forgets the queue's offset. 0 or -ENOMEM. */
+int rmq_offsets_set_key(struct rmq_offsets *o, const char *key, int32_t queue_id,
+                        int64_t offset);
+int64_t rmq_offsets_get_key(const struct rmq_offsets *o, const char *key, int32_t queue_id);
 
 #endif

@@ -254,12 +254,21 @@ pull_run(struct rmq_broker *b, struct rmq_conn *c, const struct rmq_header *req,
     if (code == RMQ_RESP_PULL_NOT_FOUND && may_park) {
         return -EAGAIN;
     }
+    if (code == RMQ_RESP_PULL_OFFSET_MOVED && b->cfg.broker_role == RMQ_ROLE_SLAVE) {
+        /* a slave does not move consumers' offsets: back to the master (HA.md §7.5) */
+        code = RMQ_RESP_PULL_RETRY_IMMEDIATELY;
+        r.next_begin = a->offset;
+        r.suggest_slave = false;
+    }
     rmq_header_init_response(&resp, req, code);
     rmq_header_set_remark(&resp, rmq_get_status_name(r.status));
     rmq_header_add_i64(&resp, "nextBeginOffset", r.next_begin);
     rmq_header_add_i64(&resp, "minOffset", r.min_off);
     rmq_header_add_i64(&resp, "maxOffset", r.max_off);
-    rmq_header_add_i64(&resp, "suggestWhichBrokerId", 0);
+    /* whichBrokerWhenConsumeSlowly (1) for a reader far behind, else the group's brokerId
+     * (0): ringmq keeps no subscription groups, so the reference's defaults */
+    rmq_header_add_i64(&resp, "suggestWhichBrokerId",
+                       b->cfg.slave_read_enable && r.suggest_slave ? 1 : 0);
     if (code != RMQ_RESP_SUCCESS) {
         rmq_broker__send_resp(c, req, &resp, NULL, 0);
         return code;
@@ -520,6 +529,11 @@ h_pull(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
 
     (void)ref;
     b->stats.pulls++;
+    if (rmq_broker__ha_unusable(b) != NULL) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "this slave does not serve reads: "
+                          "its log does not match its master's (%s)", rmq_broker__ha_unusable(b));
+        return;
+    }
     if (!rmq_broker__need_str(c, req, "consumerGroup", group, sizeof(group)) ||
         !rmq_broker__need_str(c, req, "topic", topic, sizeof(topic)) ||
         !rmq_broker__need_i32(c, req, "queueId", &queue_id) ||

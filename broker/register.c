@@ -127,6 +127,7 @@ register_done(struct rmq_call *call, int err, struct rmq_frame *resp)
         }
         p->registered = true;
         b->stats.registrations++;
+        rmq_broker__ha_registered(b, resp);
         if (p->again && !b->stopping) {
             register_peer(b, p);
         }
@@ -145,7 +146,7 @@ header_common(struct rmq_broker *b, struct rmq_header *h, int code, char *ha, si
 {
     rmq_header_init(h, code, RMQ_SER_JSON);
     h->version = 401;
-    snprintf(ha, halen, "%s:%u", b->cfg.broker_ip1, (unsigned)(b->srv.port + 1));
+    rmq_broker__ha_addr(b, ha, halen);
     snprintf(id, 24, "%lld", (long long)b->cfg.broker_id);
     rmq_header_add(h, "brokerAddr", b->addr);
     rmq_header_add(h, "brokerName", b->cfg.broker_name);

@@ -165,6 +165,22 @@ delay_path(const struct rmq_broker *b, char *out, size_t cap)
     snprintf(out, cap, "%s/config/delayOffset.json", b->cfg.store.storePathRootDir);
 }
 
+void
+rmq_broker__delay_write(const struct rmq_broker *b, struct rmq_jw *w)
+{
+    rmq_jw_obj_begin(w);
+    rmq_jw_key(w, "offsetTable");
+    rmq_jw_obj_begin(w);
+    for (uint32_t i = 0; i < b->delay_level_count; i++) {
+        rmq_jw_key_i64(w, b->levels[i].level);
+        rmq_jw_i64(w, b->levels[i].offset);
+    }
+    rmq_jw_obj_end(w);
+    rmq_jw_key(w, "scanFrom");
+    rmq_jw_i64(w, (int64_t)rmq_broker__marks_horizon(b));
+    rmq_jw_obj_end(w);
+}
+
 int
 rmq_broker__delay_persist(struct rmq_broker *b)
 {
@@ -178,17 +194,7 @@ rmq_broker__delay_persist(struct rmq_broker *b)
         return 0;
     }
     rmq_jw_reset(&b->out, RMQ_JSON_FASTJSON);
-    rmq_jw_obj_begin(&b->out);
-    rmq_jw_key(&b->out, "offsetTable");
-    rmq_jw_obj_begin(&b->out);
-    for (uint32_t i = 0; i < b->delay_level_count; i++) {
-        rmq_jw_key_i64(&b->out, b->levels[i].level);
-        rmq_jw_i64(&b->out, b->levels[i].offset);
-    }
-    rmq_jw_obj_end(&b->out);
-    rmq_jw_key(&b->out, "scanFrom");
-    rmq_jw_i64(&b->out, (int64_t)scan_from);
-    rmq_jw_obj_end(&b->out);
+    rmq_broker__delay_write(b, &b->out);
     ret = rmq_jw_finish(&b->out, &text, &len);
     if (ret == 0) {
         delay_path(b, path, sizeof(path));

@@ -48,6 +48,9 @@ struct rmq_send_ctx {
     uint32_t batch_n;
     uint32_t batch_left;
     int status;                             /* worst status over the batch */
+    bool wait_slave;                        /* SYNC_MASTER and WAIT is not "false" */
+    int32_t repl_code;                      /* SLAVE_NOT_AVAILABLE, FLUSH_SLAVE_TIMEOUT or 0 */
+    struct rmq_ha_wait hw;
     struct rmq_send_ctx *next_free;
 };
 
@@ -101,6 +104,8 @@ ctx_get(struct rmq_broker *b)
     x->batch_n = 0;
     x->batch_left = 0;
     x->status = 0;
+    x->wait_slave = false;
+    x->repl_code = 0;
     b->sends_in_flight++;
     return x;
 }
@@ -184,11 +189,23 @@ answer(struct rmq_send_ctx *x)
     struct rmq_header resp;
     const char *why;
     int32_t code = status_code(x->status, &why);
+    bool stored;
     char one_id[33];
     char *ids = NULL;
     const struct rmq_record *first = x->batch != NULL ? &x->batch[0].m.rec : &x->m.rec;
 
-    if (code == RMQ_RESP_SUCCESS || code == RMQ_RESP_FLUSH_DISK_TIMEOUT) {
+    if (x->repl_code != 0 && (code == RMQ_RESP_SUCCESS || code == RMQ_RESP_FLUSH_DISK_TIMEOUT)) {
+        /* stored, but not replicated as asked: the replication status wins (HA.md §4) */
+        code = x->repl_code;
+        why = code == RMQ_RESP_SLAVE_NOT_AVAILABLE
+                  ? "stored on the master; no slave is connected, or it is more than "
+                    "haMaxGapNotInSync behind (SYNC_MASTER)"
+                  : "stored on the master; the slave did not confirm it within syncFlushTimeout "
+                    "(SYNC_MASTER)";
+    }
+    stored = code == RMQ_RESP_SUCCESS || code == RMQ_RESP_FLUSH_DISK_TIMEOUT ||
+             code == RMQ_RESP_SLAVE_NOT_AVAILABLE || code == RMQ_RESP_FLUSH_SLAVE_TIMEOUT;
+    if (stored) {
         b->stats.put_msgs += x->batch != NULL ? x->batch_n : 1;
     } else {
         b->stats.put_refused++;
@@ -201,7 +218,7 @@ answer(struct rmq_send_ctx *x)
     }
     rmq_broker__restore_req(&req, &x->req);
     rmq_header_init_response(&resp, &req, code);
-    if (code == RMQ_RESP_SUCCESS || code == RMQ_RESP_FLUSH_DISK_TIMEOUT) {
+    if (stored) {
         if (x->batch != NULL) {
             ids = malloc((size_t)x->batch_n * 33);
             if (ids != NULL) {
@@ -235,12 +252,53 @@ answer(struct rmq_send_ctx *x)
 }
 
 static void
+repl_done(struct rmq_ha_wait *w, int status)
+{
+    struct rmq_send_ctx *x = rmq_container_of(w, struct rmq_send_ctx, hw);
+
+    if (status == -ETIMEDOUT) {
+        x->repl_code = RMQ_RESP_FLUSH_SLAVE_TIMEOUT;
+    } else if (status != 0) {
+        x->repl_code = RMQ_RESP_SLAVE_NOT_AVAILABLE;    /* stopping */
+    }
+    answer(x);
+}
+
+/* The store has the message: answer now, or once a slave has it (SYNC_MASTER). */
+static void
+stored(struct rmq_send_ctx *x)
+{
+    struct rmq_broker *b = x->b;
+    const struct rmq_record *last = x->batch != NULL ? &x->batch[x->batch_n - 1].m.rec
+                                                     : &x->m.rec;
+
+    /* a timed message waits in the timer log, which is not replicated (README: HA) */
+    if (!x->wait_slave || b->ha_master == NULL || (x->status != 0 && x->status != -ETIMEDOUT) ||
+        (x->batch == NULL && x->m.rec.topic == (const char *)RMQ_TIMER_TOPIC)) {
+        answer(x);
+        return;
+    }
+    if (x->bid >= 0) {
+        struct rmq_bufref ref = {x->nl, x->bid};
+
+        rmq_bufref_release(&ref);       /* written: the receive buffer is free again */
+        x->bid = -1;
+    }
+    x->hw.done = repl_done;
+    if (rmq_ha_master_wait(b->ha_master, &x->hw, (uint64_t)last->phys_off + last->total_size,
+                           (uint32_t)b->cfg.store.syncFlushTimeout) < 0) {
+        x->repl_code = RMQ_RESP_SLAVE_NOT_AVAILABLE;
+        answer(x);
+    }
+}
+
+static void
 single_done(struct rmq_store_msg *m, int status)
 {
     struct rmq_send_ctx *x = rmq_container_of(m, struct rmq_send_ctx, m);
 
     x->status = status;
-    answer(x);
+    stored(x);
 }
 
 static void
@@ -254,7 +312,7 @@ batch_done(struct rmq_store_msg *m, int status)
         x->status = status;
     }
     if (--x->batch_left == 0) {
-        answer(x);
+        stored(x);
     }
 }
 
@@ -580,6 +638,13 @@ h_send(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
     }
     x->conn = rmq_conn_handle(c);
     x->nl = ref->nl;
+    if (b->cfg.broker_role == RMQ_ROLE_SYNC_MASTER) {
+        const char *wait;
+        size_t wait_len;
+
+        x->wait_slave = !(rmq_props_get(f.props.ptr, f.props.len, "WAIT", &wait, &wait_len) &&
+                          wait_len == 5 && memcmp(wait, "false", 5) == 0);
+    }
     rmq_broker__save_req(&x->req, &req->h);
     memcpy(x->topic, topic, strlen(topic) + 1);
     if (rmq_bufref_acquire(ref) == 0) {

@@ -278,29 +278,21 @@ parse_config(const cJSON *obj, const char *name, struct rmq_topic_config *c, con
     return check(c, why);
 }
 
+/* Entries of a TopicConfigSerializeWrapper text into t (and its dataVersion); where
+ * names the text's source in err. */
 static int
-load(struct rmq_topics *t, char *err, size_t errlen)
+load_text(struct rmq_topics *t, const char *text, size_t len, const char *where, char *err,
+          size_t errlen)
 {
     const cJSON *table;
     const cJSON *e;
     const cJSON *dv;
-    cJSON *root;
-    char *text;
-    size_t len;
-    int ret = rmq_file_read_all(t->path, RMQ_TOPICS_FILE_MAX, &text, &len);
+    cJSON *root = rmq_json_parse(text, len);
+    int ret = 0;
 
-    if (ret == -ENOENT) {
-        return 0;
-    }
-    if (ret < 0) {
-        snprintf(err, errlen, "cannot read %s: %s", t->path, strerror(-ret));
-        return ret;
-    }
-    root = rmq_json_parse(text, len);
-    free(text);
     table = cJSON_GetObjectItemCaseSensitive(root, "topicConfigTable");
     if (root == NULL || !cJSON_IsObject(table)) {
-        snprintf(err, errlen, "%s is not {\"topicConfigTable\":{...}} JSON", t->path);
+        snprintf(err, errlen, "%s is not {\"topicConfigTable\":{...}} JSON", where);
         cJSON_Delete(root);
         return -EBADMSG;
     }
@@ -313,18 +305,64 @@ load(struct rmq_topics *t, char *err, size_t errlen)
 
         ret = parse_config(e, e->string, &c, &why);
         if (ret < 0) {
-            snprintf(err, errlen, "%s: topic %.*s: %s", t->path, RMQ_TOPIC_NAME_MAX, e->string,
+            snprintf(err, errlen, "%s: topic %.*s: %s", where, RMQ_TOPIC_NAME_MAX, e->string,
                      why);
             break;
         }
         ret = put_one(t, &c);
         if (ret < 0) {
-            snprintf(err, errlen, "%s: out of memory", t->path);
+            snprintf(err, errlen, "%s: out of memory", where);
             break;
         }
     }
     cJSON_Delete(root);
     return ret;
+}
+
+static int
+load(struct rmq_topics *t, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    int ret = rmq_file_read_all(t->path, RMQ_TOPICS_FILE_MAX, &text, &len);
+
+    if (ret == -ENOENT) {
+        return 0;
+    }
+    if (ret < 0) {
+        snprintf(err, errlen, "cannot read %s: %s", t->path, strerror(-ret));
+        return ret;
+    }
+    ret = load_text(t, text, len, t->path, err, errlen);
+    free(text);
+    return ret;
+}
+
+int
+rmq_topics_replace(struct rmq_topics *t, const char *text, size_t len, bool *changed, char *err,
+                   size_t errlen)
+{
+    struct rmq_topics next;
+    struct rmq_topic_config *c;
+    int ret;
+
+    *changed = false;
+    memset(&next, 0, sizeof(next));
+    rmq_strmap_init(&next.map);
+    ret = load_text(&next, text, len, "the master's topic table", err, errlen);
+    if (ret < 0 || (next.version.counter == t->version.counter &&
+                    next.version.timestamp == t->version.timestamp)) {
+        rmq_topics_fini(&next);
+        return ret;
+    }
+    for (uint32_t i = 0; (c = rmq_strmap_next(&t->map, &i)) != NULL;) {
+        free(c);
+    }
+    rmq_strmap_fini(&t->map);
+    t->map = next.map;
+    t->version = next.version;
+    *changed = true;
+    return t->path != NULL ? persist(t) : 0;
 }
 
 int

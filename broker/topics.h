@@ -76,6 +76,12 @@ int rmq_topics_delete(struct rmq_topics *t, const char *name);
 /* Add the system topics that are missing; existing ones are left as configured. */
 int rmq_topics_add_system(struct rmq_topics *t, const struct rmq_topics_system *sys);
 
+/* A slave takes its master's table: text is a TopicConfigSerializeWrapper. When its
+ * dataVersion differs from ours, the table is replaced and persisted (*changed).
+ * 0, -EBADMSG with why in err (the table stays), or the file write's -errno. */
+int rmq_topics_replace(struct rmq_topics *t, const char *text, size_t len, bool *changed,
+                       char *err, size_t errlen);
+
 /* {"dataVersion":{...},"topicConfigTable":{...}}: the TopicConfigSerializeWrapper. */
 void rmq_topics_write_wrapper(const struct rmq_topics *t, struct rmq_jw *w);
 

@@ -1445,7 +1445,8 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     s->cp_fd = -1;
     config_defaults(&s->cfg);
     s->next_handle = -1;
-    s->mem_window = (uint64_t)(pages > 0 ? pages : 262144) * 4096 / 100 * 40;
+    s->mem_window = (uint64_t)(pages > 0 ? pages : 262144) * 4096 / 100 *
+                    (s->cfg.mem_ratio_set ? s->cfg.mem_ratio : 40);
     rmq_list_init(&s->pending);
     rmq_list_init(&s->completed);
     rmq_list_init(&s->batch_free);

@@ -40,6 +40,9 @@ const struct rmq_config_key rmq_store_option_keys[] = {
      "hours of the day (00-23, ';'-separated) when expired segments are deleted"},
     {"diskMaxUsedSpaceRatio", RMQ_CONFIG_I64, OPT(diskMaxUsedSpaceRatio), 0, "75", 10, 95,
      NULL, "percent of the disk in use that triggers early deletion"},
+    {"accessMessageInMemoryMaxRatio", RMQ_CONFIG_I64, OPT(accessMessageInMemoryMaxRatio), 0,
+     "40", 0, 100, NULL, "a pull reading further back than this percent of RAM counts as "
+     "reading from disk (smaller batches; with slaveReadEnable: go to the slave)"},
     {"maxMessageSize", RMQ_CONFIG_I64, OPT(maxMessageSize), 0, "4194304", 1024, 64 << 20, NULL,
      "largest message body accepted, bytes"},
     {"flushIntervalConsumeQueue", RMQ_CONFIG_I64, OPT(flushIntervalConsumeQueue), 0, "1000", 10,
@@ -153,6 +156,8 @@ rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_conf
     out->file_reserved_ms = (uint64_t)o->fileReservedTime * 3600 * 1000;
     out->delete_hours_mask = (uint32_t)mask;
     out->disk_max_used_ratio = (uint32_t)o->diskMaxUsedSpaceRatio;
+    out->mem_ratio = (uint32_t)o->accessMessageInMemoryMaxRatio;
+    out->mem_ratio_set = true;
     out->disk_refuse_ratio = (uint32_t)o->diskSpaceWarningLevelRatio;
     out->disk_force_ratio = (uint32_t)o->diskSpaceCleanForciblyRatio;
     out->clean_interval_ms = (uint32_t)o->cleanResourceInterval;

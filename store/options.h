@@ -32,6 +32,7 @@ struct rmq_store_options {
     int64_t diskSpaceCleanForciblyRatio;            /* percent */
     int64_t cleanResourceInterval;
     char messageDelayLevel[512];
+    int64_t accessMessageInMemoryMaxRatio;          /* percent of RAM */
 };
 
 extern const struct rmq_config_key rmq_store_option_keys[];

@@ -71,6 +71,8 @@ struct rmq_store_config {
      * its delivery time, store time + delay_levels_ms[DELAY - 1] (STORE.md §7.2) */
     int64_t delay_levels_ms[RMQ_DELAY_LEVELS_MAX];
     uint32_t delay_level_count;     /* 0: the reference's 18 defaults */
+    uint32_t mem_ratio;             /* accessMessageInMemoryMaxRatio, percent of RAM */
+    bool mem_ratio_set;             /* else 40 */
 };
 
 struct rmq_store;

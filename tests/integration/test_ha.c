@@ -1,0 +1,539 @@
+/*
+ * Master/slave replication with the real daemons: a NameServer, a SYNC_MASTER and its
+ * slave on loopback (100,000 messages, byte-identical logs, kill -9 of the master, the
+ * slave drained, offsets committed there reaching the returning master), a master
+ * alone (SLAVE_NOT_AVAILABLE), and the two brokers in two network namespaces joined by
+ * a veth pair this test makes, so that the link between them can be cut and restored.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client/ringmq.h"
+#include "core/clock.h"
+#include "core/util.h"
+#include "net/codes.h"
+#include "tests/integration/harness.h"
+
+#define MSGS 100000
+#define BATCH 100
+
+static struct daemon NS, M, S;
+static char ns_addr[64];
+static char net_a[32], net_b[32];
+
+static void
+cleanup(void)
+{
+    char cmd[256];
+
+    cleanup_one(&M);
+    cleanup_one(&S);
+    cleanup_one(&NS);
+    if (net_a[0] != '\0') {
+        snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null",
+                 net_a, net_b);
+        if (system(cmd) != 0) {
+            cr_log_warn("removing the test's network namespaces failed");
+        }
+    }
+}
+
+TestSuite(ha, .fini = cleanup, .timeout = 240);
+
+/* argv prefix that runs a daemon inside network namespace net (NULL: here). */
+static int
+in_net(const char **argv, const char *net)
+{
+    if (net == NULL) {
+        return 0;
+    }
+    argv[0] = "/usr/sbin/ip";
+    argv[1] = "netns";
+    argv[2] = "exec";
+    argv[3] = net;
+    return 4;
+}
+
+static void
+namesrv_start(const char *net, const char *ip)
+{
+    char bin[PATH_MAX], kv[128], bind[64];
+    const char *argv[16];
+    int argc;
+
+    daemon_path("rmq-namesrv", bin, sizeof(bin));
+    if (NS.dir[0] == '\0') {
+        snprintf(NS.dir, sizeof(NS.dir), "/tmp/rmq-ha-ns-XXXXXX");
+        cr_assert_not_null(mkdtemp(NS.dir));
+    }
+    snprintf(kv, sizeof(kv), "--kvConfigPath=%s/kvConfig.json", NS.dir);
+    snprintf(bind, sizeof(bind), "--bindAddress=%s", ip);
+    argc = in_net(argv, net);
+    argv[argc++] = bin;
+    argv[argc++] = "--listenPort=0";
+    argv[argc++] = bind;
+    argv[argc++] = kv;
+    argv[argc] = NULL;
+    daemon_spawn(&NS, "namesrv", argv, "namesrv: serving address=");
+    NS.port = daemon_log_int(&NS, "port=");
+    cr_assert_neq(NS.port, 0);
+    snprintf(ns_addr, sizeof(ns_addr), "%s:%u", ip, NS.port);
+}
+
+/* A broker of broker set "ha" registered with NS: role SYNC_MASTER, ASYNC_MASTER or
+ * SLAVE; extra NULL-terminated --key=value arguments. */
+static void
+broker_start(struct daemon *d, const char *tag, const char *role, const char *net,
+             const char *ip, const char *const *extra)
+{
+    char bin[PATH_MAX], root[128], nsarg[96], rolearg[64], ip1[64], bind[64];
+    const char *argv[40];
+    int argc;
+
+    daemon_path("rmq-broker", bin, sizeof(bin));
+    if (d->dir[0] == '\0') {
+        snprintf(d->dir, sizeof(d->dir), "/tmp/rmq-ha-%s-XXXXXX", tag);
+        cr_assert_not_null(mkdtemp(d->dir));
+    }
+    snprintf(root, sizeof(root), "--storePathRootDir=%s/data", d->dir);
+    snprintf(nsarg, sizeof(nsarg), "--namesrvAddr=%s", ns_addr);
+    snprintf(rolearg, sizeof(rolearg), "--brokerRole=%s", role);
+    snprintf(ip1, sizeof(ip1), "--brokerIP1=%s", ip);
+    snprintf(bind, sizeof(bind), "--bindAddress=%s", ip);
+    argc = in_net(argv, net);
+    argv[argc++] = bin;
+    argv[argc++] = "--brokerName=ha";
+    argv[argc++] = strcmp(role, "SLAVE") == 0 ? "--brokerId=1" : "--brokerId=0";
+    argv[argc++] = "--listenPort=0";
+    argv[argc++] = bind;
+    argv[argc++] = ip1;
+    argv[argc++] = "--mappedFileSizeCommitLog=67108864";
+    argv[argc++] = "--registerBrokerInterval=1000";
+    argv[argc++] = "--slaveMetadataSyncInterval=500";
+    argv[argc++] = "--syncFlushTimeout=1500";
+    argv[argc++] = "--haHousekeepingInterval=3000";
+    argv[argc++] = "--haSendHeartbeatInterval=500";
+    argv[argc++] = nsarg;
+    argv[argc++] = rolearg;
+    argv[argc++] = root;
+    for (int i = 0; extra != NULL && extra[i] != NULL && argc < 39; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    daemon_spawn(d, tag, argv, "broker: ready port=");
+}
+
+static struct rmq_options
+opts(const char *group)
+{
+    struct rmq_options o = {.namesrv = ns_addr, .group = group};
+
+    return o;
+}
+
+static void
+create_topic(const char *addr, const char *topic)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    const char *const fields[] = {"topic", topic, "readQueueNums", "4", "writeQueueNums", "4",
+                                  "perm", "6", NULL};
+    struct rmq_admin *a;
+    char remark[256];
+    int code;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    cr_assert_eq(rmq_admin_call(a, addr, RMQ_REQ_UPDATE_AND_CREATE_TOPIC, fields, NULL, 0, &code,
+                                remark, sizeof(remark), NULL, NULL), 0, "%s", rmq_last_error());
+    cr_assert_eq(code, RMQ_RESP_SUCCESS, "%s", remark);
+    rmq_admin_destroy(a);
+}
+
+/* The slave appears in the topic's route (it copied the topic and registered it). */
+static bool
+slave_in_route(const char *topic)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char *json = NULL;
+    bool yes = false;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    if (rmq_admin_route(a, topic, &json) == 0) {
+        yes = strstr(json, "\"1\":") != NULL;
+    }
+    free(json);
+    rmq_admin_destroy(a);
+    return yes;
+}
+
+/* The broker at addr says "key":"value" in its runtime info. */
+static bool
+runtime_says(const char *addr, const char *key, const char *value)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char remark[256], want[128];
+    char *body = NULL;
+    size_t len = 0;
+    int code = -1;
+    bool yes;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    snprintf(want, sizeof(want), "\"%s\":\"%s\"", key, value);
+    yes = rmq_admin_call(a, addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO, NULL, NULL, 0, &code, remark,
+                         sizeof(remark), &body, &len) == 0 &&
+          code == RMQ_RESP_SUCCESS && body != NULL && strstr(body, want) != NULL;
+    free(body);
+    rmq_admin_destroy(a);
+    return yes;
+}
+
+static char slave_addr[64];
+
+/* The slave copied the topic from its master. */
+static bool
+slave_has_topic(const char *topic)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char remark[256];
+    char *body = NULL;
+    size_t len = 0;
+    int code = -1;
+    bool yes;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    yes = rmq_admin_call(a, slave_addr, RMQ_REQ_GET_ALL_TOPIC_CONFIG, NULL, NULL, 0, &code,
+                         remark, sizeof(remark), &body, &len) == 0 &&
+          code == RMQ_RESP_SUCCESS && body != NULL && strstr(body, topic) != NULL;
+    free(body);
+    rmq_admin_destroy(a);
+    return yes;
+}
+
+static bool
+master_has_its_slave(const char *addr)
+{
+    return runtime_says(addr, "haConnections", "1");
+}
+
+static void
+wait_for(bool (*cond)(const char *), const char *arg, int seconds, const char *what)
+{
+    uint64_t end = rmq_clock_mono_ns() + (uint64_t)seconds * 1000000000u;
+
+    while (!cond(arg)) {
+        cr_assert_lt(rmq_clock_mono_ns(), end, "waited %d s for %s", seconds, what);
+        usleep(50000);
+    }
+}
+
+/* Every segment file of both commitlogs: same names, same bytes. */
+static void
+assert_logs_identical(void)
+{
+    char dir[PATH_MAX], cmd[3 * PATH_MAX];
+    struct dirent *e;
+    DIR *dm;
+    int files = 0;
+
+    snprintf(dir, sizeof(dir), "%s/data/commitlog", M.dir);
+    dm = opendir(dir);
+    cr_assert_not_null(dm);
+    while ((e = readdir(dm)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(cmd, sizeof(cmd), "cmp -s %s/data/commitlog/%s %s/data/commitlog/%s", M.dir,
+                 e->d_name, S.dir, e->d_name);
+        cr_assert_eq(system(cmd), 0, "commitlog segment %s differs", e->d_name);
+        files++;
+    }
+    closedir(dm);
+    cr_assert_geq(files, 1);
+}
+
+/* Send MSGS messages "m-<i>" in batches; every answer must be SEND_OK. */
+static void
+send_all(const char *topic)
+{
+    struct rmq_options o = opts("HA_PRODUCER");
+    static struct rmq_message ms[BATCH];
+    static char bodies[BATCH][16];
+    struct rmq_producer *p;
+    struct rmq_send_result r;
+
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int i = 0; i < MSGS; i += BATCH) {
+        for (int k = 0; k < BATCH; k++) {
+            int n = snprintf(bodies[k], sizeof(bodies[k]), "m-%d", i + k);
+
+            ms[k] = (struct rmq_message){.topic = topic, .body = bodies[k], .body_len = (size_t)n};
+        }
+        cr_assert_eq(rmq_producer_send_batch(p, ms, BATCH, &r, NULL), 0, "batch at %d: %s", i,
+                     rmq_last_error());
+        cr_assert_eq(r.status, RMQ_SEND_OK, "batch at %d: status %d", i, (int)r.status);
+    }
+    rmq_producer_destroy(p);
+}
+
+/* Pull every queue from 0 until all MSGS arrived, each exactly once; the next offsets
+ * per queue into next (4 queues). */
+static void
+drain(struct rmq_pull_consumer *c, const char *topic, int64_t next[4])
+{
+    static uint8_t seen[MSGS];
+    struct rmq_queue *qs;
+    size_t n;
+    int total = 0;
+    uint64_t end = rmq_clock_mono_ns() + 60000000000ull;
+
+    memset(seen, 0, sizeof(seen));
+    cr_assert_eq(rmq_pull_queues(c, topic, &qs, &n), 0, "%s", rmq_last_error());
+    cr_assert_eq(n, 4);
+    for (int i = 0; i < 4; i++) {
+        next[i] = 0;
+    }
+    while (total < MSGS) {
+        for (size_t i = 0; i < n; i++) {
+            struct rmq_pull_result r;
+
+            cr_assert_eq(rmq_pull(c, &qs[i], "*", next[i], 32, 0, &r), 0, "%s",
+                         rmq_last_error());
+            for (uint32_t k = 0; k < r.count; k++) {
+                int id = atoi((const char *)r.msgs[k].body + 2);
+
+                cr_assert(id >= 0 && id < MSGS);
+                cr_assert_eq(seen[id], 0, "m-%d twice", id);
+                seen[id] = 1;
+                total++;
+            }
+            next[i] = r.next_offset;
+            rmq_pull_result_free(&r);
+        }
+        cr_assert_lt(rmq_clock_mono_ns(), end, "%d of %d drained", total, MSGS);
+    }
+    free(qs);
+}
+
+static int64_t committed[4];
+static struct rmq_pull_consumer *checker;
+
+static bool
+master_has_offsets(const char *topic)
+{
+    struct rmq_queue *qs;
+    size_t n;
+    bool all = true;
+
+    if (rmq_pull_queues(checker, topic, &qs, &n) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n && i < 4; i++) {
+        int64_t off = -1;
+
+        if (rmq_pull_fetch_offset(checker, &qs[i], &off) != 0 || off != committed[qs[i].queue_id]) {
+            all = false;
+        }
+    }
+    free(qs);
+    return all;
+}
+
+static bool
+master_in_route(const char *topic)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char *json = NULL;
+    bool yes = false;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    if (rmq_admin_route(a, topic, &json) == 0) {
+        yes = strstr(json, "\"0\":") != NULL;
+    }
+    free(json);
+    rmq_admin_destroy(a);
+    return yes;
+}
+
+static bool
+no_master_in_route(const char *topic)
+{
+    return !master_in_route(topic);
+}
+
+Test(ha, sync_master_replicates_byte_for_byte_and_the_slave_serves_when_the_master_dies)
+{
+    struct rmq_options o = opts("CG_HA");
+    struct rmq_pull_consumer *c;
+    struct rmq_queue *qs;
+    size_t n;
+    char addr[64];
+    int64_t next[4];
+
+    namesrv_start(NULL, "127.0.0.1");
+    broker_start(&M, "master", "SYNC_MASTER", NULL, "127.0.0.1", NULL);
+    broker_start(&S, "slave", "SLAVE", NULL, "127.0.0.1", NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", M.port);
+    create_topic(addr, "HaTopic");
+    snprintf(slave_addr, sizeof(slave_addr), "127.0.0.1:%u", S.port);
+    wait_for(slave_has_topic, "HaTopic", 20, "the slave to copy the topic");
+    wait_for(slave_in_route, "HaTopic", 20, "the slave in the route");
+    wait_for(master_has_its_slave, addr, 20, "the slave's HA connection");
+    send_all("HaTopic");
+    assert_logs_identical();
+
+    /* the master dies: consumers read every acknowledged message from the slave */
+    cr_assert_eq(daemon_signal_wait(&M, SIGKILL), 128 + SIGKILL);
+    wait_for(no_master_in_route, "HaTopic", 20, "the NameServer to drop the dead master");
+    cr_assert_eq(rmq_pull_consumer_create(&c, &o), 0);
+    drain(c, "HaTopic", next);
+    /* offsets committed on the slave meanwhile */
+    cr_assert_eq(rmq_pull_queues(c, "HaTopic", &qs, &n), 0);
+    for (size_t i = 0; i < n; i++) {
+        committed[qs[i].queue_id] = next[i];
+        cr_assert_eq(rmq_pull_commit_offset(c, &qs[i], next[i]), 0, "%s", rmq_last_error());
+    }
+    free(qs);
+    rmq_pull_consumer_destroy(c);
+
+    /* the master returns (same data): it gets those offsets from the slave */
+    broker_start(&M, "master", "SYNC_MASTER", NULL, "127.0.0.1", NULL);
+    wait_for(master_in_route, "HaTopic", 20, "the master back in the route");
+    cr_assert_eq(rmq_pull_consumer_create(&checker, &o), 0);
+    wait_for(master_has_offsets, "HaTopic", 20, "the offsets committed on the slave");
+    rmq_pull_consumer_destroy(checker);
+    daemon_stop_ok_at(&S);
+    daemon_stop_ok_at(&M);
+    daemon_stop_ok_at(&NS);
+}
+
+Test(ha, a_sync_master_without_a_slave_never_answers_send_ok)
+{
+    struct rmq_options o = opts("HA_PRODUCER");
+    struct rmq_message m = {.topic = "Lonely", .body = "x", .body_len = 1};
+    struct rmq_producer *p;
+    struct rmq_send_result r;
+    char addr[64];
+
+    namesrv_start(NULL, "127.0.0.1");
+    broker_start(&M, "master", "SYNC_MASTER", NULL, "127.0.0.1", NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", M.port);
+    create_topic(addr, "Lonely");
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+        cr_assert_eq(r.status, RMQ_SEND_SLAVE_NOT_AVAILABLE, "status %d", (int)r.status);
+    }
+    rmq_producer_destroy(p);
+    daemon_stop_ok_at(&M);
+    daemon_stop_ok_at(&NS);
+}
+
+/* ---- two network namespaces ------------------------------------------------------------------ */
+
+static void
+sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* `rmq send` of count messages run inside net A; counts of each status in its output. */
+static void
+send_in_a(int count, int *ok, int *not_ok)
+{
+    char bin[PATH_MAX], cmd[PATH_MAX + 256], line[512];
+    FILE *f;
+
+    daemon_path("rmq", bin, sizeof(bin));
+    snprintf(cmd, sizeof(cmd), "ip netns exec %s %s -n %s send -t NetTopic --count %d "
+             "--size 100 2>&1", net_a, bin, ns_addr, count);
+    f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    *ok = *not_ok = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        *ok += strstr(line, " SEND_OK ") != NULL;
+        *not_ok += strstr(line, " SLAVE_NOT_AVAILABLE ") != NULL ||
+                   strstr(line, " FLUSH_SLAVE_TIMEOUT ") != NULL;
+    }
+    pclose(f);
+}
+
+static int ok_seen, not_ok_seen;
+
+static bool
+slave_caught_up(const char *unused)
+{
+    int ok, not_ok;
+
+    (void)unused;
+    send_in_a(1, &ok, &not_ok);
+    return ok == 1;
+}
+
+Test(ha, a_cut_link_never_gives_send_ok_and_the_slave_catches_up_when_it_returns)
+{
+    int pid = (int)getpid() % 100000;
+    char addr[64];
+
+    if (geteuid() != 0 || system("ip netns add rmq-probe-$$ 2>/dev/null && "
+                                 "ip netns del rmq-probe-$$") != 0) {
+        cr_skip_test("network namespaces need root and iproute2");
+    }
+    snprintf(net_a, sizeof(net_a), "rmqa%d", pid);
+    snprintf(net_b, sizeof(net_b), "rmqb%d", pid);
+    sh("ip netns add %s && ip netns add %s", net_a, net_b);
+    sh("ip link add va%d type veth peer name vb%d", pid, pid);
+    sh("ip link set va%d netns %s && ip link set vb%d netns %s", pid, net_a, pid, net_b);
+    sh("ip -n %s addr add 10.199.0.1/24 dev va%d && ip -n %s link set va%d up && "
+       "ip -n %s link set lo up", net_a, pid, net_a, pid, net_a);
+    sh("ip -n %s addr add 10.199.0.2/24 dev vb%d && ip -n %s link set vb%d up && "
+       "ip -n %s link set lo up", net_b, pid, net_b, pid, net_b);
+
+    namesrv_start(net_a, "10.199.0.1");
+    broker_start(&M, "master", "SYNC_MASTER", net_a, "10.199.0.1", NULL);
+    broker_start(&S, "slave", "SLAVE", net_b, "10.199.0.2", NULL);
+    snprintf(addr, sizeof(addr), "10.199.0.1:%u", M.port);
+    /* the admin connection goes from here: create the topic from inside net A */
+    {
+        char bin[PATH_MAX];
+
+        daemon_path("rmq", bin, sizeof(bin));
+        sh("ip netns exec %s %s -n %s topic create -t NetTopic -q 4 -b %s >/dev/null 2>&1",
+           net_a, bin, ns_addr, addr);
+    }
+    wait_for(slave_caught_up, NULL, 30, "a first SEND_OK through the slave");
+    send_in_a(200, &ok_seen, &not_ok_seen);
+    cr_assert_eq(ok_seen, 200, "all SEND_OK while the link is up (%d not ok)", not_ok_seen);
+
+    /* cut: the master must not answer SEND_OK for what the slave cannot have */
+    sh("ip -n %s link set va%d down", net_a, pid);
+    send_in_a(100, &ok_seen, &not_ok_seen);
+    cr_assert_eq(ok_seen, 0, "SEND_OK while the slave is unreachable");
+    cr_assert_eq(not_ok_seen, 100);
+
+    /* restore: the slave reconnects and catches up; SEND_OK again */
+    sh("ip -n %s link set va%d up", net_a, pid);
+    wait_for(slave_caught_up, NULL, 60, "SEND_OK again after the link returned");
+    /* every byte the master stored, the unreplicated ones included, is on the slave */
+    daemon_stop_ok_at(&M);
+    usleep(200000);
+    daemon_stop_ok_at(&S);
+    assert_logs_identical();
+    daemon_stop_ok_at(&NS);
+}
