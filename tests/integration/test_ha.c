@@ -537,3 +537,120 @@ Test(ha, a_cut_link_never_gives_send_ok_and_the_slave_catches_up_when_it_returns
     assert_logs_identical();
     daemon_stop_ok_at(&NS);
 }
+
+/* ---- reads from slaves, and a slave that must not serve ------------------------------------- */
+
+/* PULL_MESSAGE of queue 0 at offset, one message, on the broker at addr: the answer's code
+ * (and its suggestWhichBrokerId into *suggest, -1 if absent). */
+static int
+pull_one(const char *addr, const char *topic, int64_t offset, int *suggest, char *remark,
+         size_t cap)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char off[24];
+    const char *v;
+    const char *const fields[] = {"consumerGroup", "CG_READ", "topic", topic, "queueId", "0",
+                                  "queueOffset", off, "maxMsgNums", "1", "sysFlag", "4",
+                                  "commitOffset", "0", "suspendTimeoutMillis", "0",
+                                  "subscription", "*", "subVersion", "0", NULL};
+    int code = -1;
+
+    snprintf(off, sizeof(off), "%lld", (long long)offset);
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    cr_assert_eq(rmq_admin_call(a, addr, RMQ_REQ_PULL_MESSAGE, fields, NULL, 0, &code, remark,
+                                cap, NULL, NULL), 0, "%s", rmq_last_error());
+    v = rmq_admin_ext(a, "suggestWhichBrokerId");
+    *suggest = v != NULL ? atoi(v) : -1;
+    rmq_admin_destroy(a);
+    return code;
+}
+
+Test(ha, a_reader_far_behind_is_sent_to_the_slave_with_slave_read_enable)
+{
+    const char *const read_slave[] = {"--slaveReadEnable=true",
+                                      "--accessMessageInMemoryMaxRatio=0", NULL};
+    struct rmq_options o = opts("HA_PRODUCER");
+    struct rmq_message m = {.topic = "ReadTopic", .body = "r", .body_len = 1};
+    struct rmq_producer *p;
+    struct rmq_send_result r;
+    char addr[64], remark[256];
+    int suggest;
+
+    namesrv_start(NULL, "127.0.0.1");
+    broker_start(&M, "master", "ASYNC_MASTER", NULL, "127.0.0.1", read_slave);
+    broker_start(&S, "slave", "SLAVE", NULL, "127.0.0.1", read_slave);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", M.port);
+    snprintf(slave_addr, sizeof(slave_addr), "127.0.0.1:%u", S.port);
+    create_topic(addr, "ReadTopic");
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(rmq_producer_send_to_queue(p, &m, "ha", 0, &r), 0, "%s", rmq_last_error());
+    }
+    rmq_producer_destroy(p);
+    /* the window is 0 % of RAM: a reader behind the log's end goes to slave 1 */
+    cr_assert_eq(pull_one(addr, "ReadTopic", 0, &suggest, remark, sizeof(remark)),
+                 RMQ_RESP_SUCCESS, "%s", remark);
+    cr_assert_eq(suggest, 1);
+    /* the slave, once it has the topic and the messages, serves the same pull */
+    wait_for(slave_has_topic, "ReadTopic", 20, "the slave to copy the topic");
+    cr_assert_eq(pull_one(slave_addr, "ReadTopic", 0, &suggest, remark, sizeof(remark)),
+                 RMQ_RESP_SUCCESS, "%s", remark);
+    daemon_stop_ok_at(&S);
+    daemon_stop_ok_at(&M);
+    /* without slaveReadEnable: always the master */
+    broker_start(&M, "master", "ASYNC_MASTER", NULL, "127.0.0.1", NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", M.port);
+    cr_assert_eq(pull_one(addr, "ReadTopic", 0, &suggest, remark, sizeof(remark)),
+                 RMQ_RESP_SUCCESS, "%s", remark);
+    cr_assert_eq(suggest, 0);
+    daemon_stop_ok_at(&M);
+    daemon_stop_ok_at(&NS);
+}
+
+static bool
+slave_diverged(const char *unused)
+{
+    (void)unused;
+    return !runtime_says(slave_addr, "haDiverged", "");
+}
+
+Test(ha, a_slave_whose_log_is_not_its_masters_refuses_to_serve)
+{
+    struct rmq_options o = opts("HA_PRODUCER");
+    struct rmq_message m = {.topic = "OwnTopic", .body = "mine", .body_len = 4};
+    struct rmq_producer *p;
+    struct rmq_send_result r;
+    char addr[64], remark[256];
+    int suggest;
+
+    /* the future slave first runs as a master of its own set and takes messages */
+    namesrv_start(NULL, "127.0.0.1");
+    {
+        const char *const other[] = {"--brokerName=other", NULL};
+
+        broker_start(&S, "slave", "ASYNC_MASTER", NULL, "127.0.0.1", other);
+    }
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", S.port);
+    create_topic(addr, "OwnTopic");
+    cr_assert_eq(rmq_producer_create(&p, &o), 0);
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(rmq_producer_send(p, &m, &r), 0, "%s", rmq_last_error());
+    }
+    rmq_producer_destroy(p);
+    daemon_stop_ok_at(&S);
+    /* a master with a different history of the same length or less */
+    broker_start(&M, "master", "ASYNC_MASTER", NULL, "127.0.0.1", NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", M.port);
+    create_topic(addr, "OwnTopic");
+    /* the old log, now as this master's slave: it must notice and refuse pulls */
+    broker_start(&S, "slave", "SLAVE", NULL, "127.0.0.1", NULL);
+    snprintf(slave_addr, sizeof(slave_addr), "127.0.0.1:%u", S.port);
+    wait_for(slave_diverged, NULL, 20, "the slave to find its log is not the master's");
+    cr_assert_eq(pull_one(slave_addr, "OwnTopic", 0, &suggest, remark, sizeof(remark)),
+                 RMQ_RESP_SYSTEM_ERROR);
+    cr_assert(strstr(remark, "does not match") != NULL, "%s", remark);
+    daemon_stop_ok_at(&S);
+    daemon_stop_ok_at(&M);
+    daemon_stop_ok_at(&NS);
+}
