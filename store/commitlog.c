@@ -323,6 +323,25 @@ iov_add(struct rmq_store_batch *b, const void *p, size_t len)
 
 /* ---- a slave's copied bytes ------------------------------------------------------------- */
 
+/* An append the store cannot take now (closing, failed, disk full): completed with why. */
+static bool
+refused(struct rmq_store *s, struct rmq_store_msg *m)
+{
+    int why = s->closing ? -ESHUTDOWN : s->error != 0 ? -EIO : 0;
+
+    if (why == 0 && s->disk_full) {
+        rmq_store__recheck_space(s);
+        if (s->disk_full) {
+            s->stats.disk_full_refusals++;
+            why = -ENOSPC;
+        }
+    }
+    if (why != 0) {
+        complete(s, m, why);
+    }
+    return why != 0;
+}
+
 enum { RAW_PLACED, RAW_DONE, RAW_WAIT };
 
 static int seg_index_of(const struct rmq_store *s, uint64_t off);
@@ -545,20 +564,7 @@ rmq_store_append_raw(struct rmq_store *s, struct rmq_store_msg *m)
 {
     rmq_list_init(&m->link);
     m->raw = true;
-    if (s->closing) {
-        complete(s, m, -ESHUTDOWN);
-        return;
-    }
-    if (s->error != 0) {
-        complete(s, m, -EIO);
-        return;
-    }
-    if (s->disk_full) {
-        rmq_store__recheck_space(s);
-    }
-    if (s->disk_full) {
-        s->stats.disk_full_refusals++;
-        complete(s, m, -ENOSPC);
+    if (refused(s, m)) {
         return;
     }
     if (m->rec.body_len == 0) {
@@ -1012,24 +1018,11 @@ rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m)
     int ret;
 
     rmq_list_init(&m->link);
-    if (s->closing) {
-        complete(s, m, -ESHUTDOWN);
-        return;
-    }
-    if (s->error != 0) {
-        complete(s, m, -EIO);
-        return;
-    }
-    if (!rmq_topic_name_ok(m->rec.topic, m->rec.topic_len)) {
+    if (!rmq_topic_name_ok(m->rec.topic, m->rec.topic_len) && !s->closing && s->error == 0) {
         complete(s, m, -EINVAL);
         return;
     }
-    if (s->disk_full) {
-        rmq_store__recheck_space(s);
-    }
-    if (s->disk_full) {
-        s->stats.disk_full_refusals++;
-        complete(s, m, -ENOSPC);
+    if (refused(s, m)) {
         return;
     }
     ret = rmq_record_check(&m->rec, RMQ_MIN(s->cfg.max_message_size + 1024,

@@ -174,26 +174,35 @@ slave_in_route(const char *topic)
     return yes;
 }
 
+/* A request without fields to the broker at addr: answered SUCCESS with want in its body. */
+static bool
+body_has(const char *addr, int code, const char *want)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char remark[256];
+    char *body = NULL;
+    size_t len = 0;
+    int answer = -1;
+    bool yes;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    yes = rmq_admin_call(a, addr, code, NULL, NULL, 0, &answer, remark, sizeof(remark), &body,
+                         &len) == 0 &&
+          answer == RMQ_RESP_SUCCESS && body != NULL && strstr(body, want) != NULL;
+    free(body);
+    rmq_admin_destroy(a);
+    return yes;
+}
+
 /* The broker at addr says "key":"value" in its runtime info. */
 static bool
 runtime_says(const char *addr, const char *key, const char *value)
 {
-    struct rmq_options o = opts("HA_ADMIN");
-    struct rmq_admin *a;
-    char remark[256], want[128];
-    char *body = NULL;
-    size_t len = 0;
-    int code = -1;
-    bool yes;
+    char want[128];
 
-    cr_assert_eq(rmq_admin_create(&a, &o), 0);
     snprintf(want, sizeof(want), "\"%s\":\"%s\"", key, value);
-    yes = rmq_admin_call(a, addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO, NULL, NULL, 0, &code, remark,
-                         sizeof(remark), &body, &len) == 0 &&
-          code == RMQ_RESP_SUCCESS && body != NULL && strstr(body, want) != NULL;
-    free(body);
-    rmq_admin_destroy(a);
-    return yes;
+    return body_has(addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO, want);
 }
 
 static char slave_addr[64];
@@ -202,21 +211,7 @@ static char slave_addr[64];
 static bool
 slave_has_topic(const char *topic)
 {
-    struct rmq_options o = opts("HA_ADMIN");
-    struct rmq_admin *a;
-    char remark[256];
-    char *body = NULL;
-    size_t len = 0;
-    int code = -1;
-    bool yes;
-
-    cr_assert_eq(rmq_admin_create(&a, &o), 0);
-    yes = rmq_admin_call(a, slave_addr, RMQ_REQ_GET_ALL_TOPIC_CONFIG, NULL, NULL, 0, &code,
-                         remark, sizeof(remark), &body, &len) == 0 &&
-          code == RMQ_RESP_SUCCESS && body != NULL && strstr(body, topic) != NULL;
-    free(body);
-    rmq_admin_destroy(a);
-    return yes;
+    return body_has(slave_addr, RMQ_REQ_GET_ALL_TOPIC_CONFIG, topic);
 }
 
 static bool
