@@ -59,8 +59,11 @@ EOF
 # ---- limits ------------------------------------------------------------------------------------
 limits() {
     echo "== limits"
-    put pingpong "$($RB engine --runs=1 --requests=$LAT_COUNT --size=1024 |
-        awk '/^pingpong/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) {print $i; exit}}')"
+    local pp
+    pp=$($RB engine --runs=1 --requests=$LAT_COUNT --size=1024 | awk '/^pingpong/ {
+        n = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++n] = $i; print v[1], v[3]}')
+    put pingpong "${pp% *}"
+    put pingpong999 "${pp#* }"
     fio --name=seq --directory="$work" --rw=write --bs=1m --size=512m --ioengine=psync \
         --output="$work/fio1" >/dev/null
     put fio_mbs "$(sed -n 's/.*WRITE: bw=[^(]*(\([0-9.]*\)MB\/s).*/\1/p' "$work/fio1" | head -1)"
@@ -99,6 +102,7 @@ ringmq() { # ringmq ASYNC_FLUSH|SYNC_FLUSH: fills R_<flush>_* variables
     local back=$($RB consume $common --count=$((COUNT * 2)) --connections=2)
     put R_${flush}_p50 "$(echo "$one" | num p50)"
     put R_${flush}_p99 "$(echo "$one" | num p99)"
+    put R_${flush}_p999 "$(echo "$one" | num p99.9)"
     put R_${flush}_k1 "$(echo "$k1" | num msgs_per_s)"
     put R_${flush}_k1p99 "$(echo "$k1" | num p99)"
     put R_${flush}_b128 "$(echo "$b128" | num msgs_per_s)"
@@ -139,6 +143,7 @@ nats() {
     for _ in $(seq 100); do grep -q "Server is ready" "$work/nats.log" && break; sleep 0.1; done
     out=$($RB nats --port="$nport" --count="$LAT_COUNT" --size=1024 --inflight=1)
     put N_p50 "$(echo "$out" | num p50)"; put N_p99 "$(echo "$out" | num p99)"
+    put N_p999 "$(echo "$out" | num p99.9)"
     out=$($RB nats --port="$nport" --count="$COUNT" --size=1024 --inflight="$INFLIGHT")
     put N_k1 "$(echo "$out" | num msgs_per_s)"; put N_k1p99 "$(echo "$out" | num p99)"
     out=$($RB nats --port="$nport" --count="$COUNT" --size=128 --inflight="$INFLIGHT")
@@ -159,7 +164,7 @@ done
 for v in ${!V_@}; do
     eval "${v#V_}=$(median ${!v})"
 done
-echo "ping-pong p50 ${pingpong} us, fio write ${fio_mbs} MB/s, write+fdatasync p50 ${fsync_us} us, iperf3 ${iperf_gbit} Gbit/s"
+echo "ping-pong p50 ${pingpong} us, p99.9 ${pingpong999} us, fio write ${fio_mbs} MB/s, write+fdatasync p50 ${fsync_us} us, iperf3 ${iperf_gbit} Gbit/s"
 
 # ---- the table -------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "x%.2f", a / b; else print "-" }'; }
@@ -181,6 +186,7 @@ echo "|---|---|---|---|---|---|---|---|"
 bp=$(least "$S_everysec_p50" "$N_p50")
 echo "| 1 KiB, 1 in flight, p50 µs (async flush) | $R_ASYNC_FLUSH_p50 | $S_everysec_p50 | - | $N_p50 | ping-pong $pingpong | $(ratio "$bp" "$R_ASYNC_FLUSH_p50") | $(ratio "$pingpong" "$R_ASYNC_FLUSH_p50") |"
 echo "| 1 KiB, 1 in flight, p99 µs (async flush) | $R_ASYNC_FLUSH_p99 | $S_everysec_p99 | - | $N_p99 | - | $(ratio "$(least "$S_everysec_p99" "$N_p99")" "$R_ASYNC_FLUSH_p99") | - |"
+echo "| 1 KiB, 1 in flight, p99.9 µs (async flush) | $R_ASYNC_FLUSH_p999 | - | - | $N_p999 | ping-pong $pingpong999 | $(ratio "$N_p999" "$R_ASYNC_FLUSH_p999") | $(ratio "$pingpong999" "$R_ASYNC_FLUSH_p999") |"
 bp=$(best "$S_everysec_k1" "$N_k1")
 echo "| 1 KiB pipelined, msgs/s (async flush) | $R_ASYNC_FLUSH_k1 | $S_everysec_k1 | - | $N_k1 | fio write $fio_msgs | $(ratio "$R_ASYNC_FLUSH_k1" "$bp") | $(ratio "$R_ASYNC_FLUSH_k1" "$fio_msgs") |"
 bp=$(best "$S_everysec_b128" "$N_b128")
