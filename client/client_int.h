@@ -97,6 +97,7 @@ struct rmq_cli {
     struct rmq_strmap conns;        /* addr -> rmq_cli_conn, owned */
     struct rmq_strmap routes;       /* topic -> rmq_cli_route, owned */
     struct rmq_strmap brokers;      /* brokerName -> rmq_cli_broker, owned */
+    struct rmq_strmap suggested;    /* "broker@topic@qid" -> rmq_cli_suggest, owned */
     struct rmq_timer route_timer;
     struct rmq_timer heartbeat_timer;
     /* the heartbeat body (HeartbeatData), written by the owner kind; NULL: none */
@@ -159,8 +160,14 @@ const char *rmq_cli__master(struct rmq_cli *c, const char *name);
 /* The address serving q (its master, else any of its set), learning routes as needed;
  * NULL with the error set. */
 const char *rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q);
+/* The broker id a pull answer suggested for q's next pull (suggestWhichBrokerId,
+ * CLIENT.md §7); 0 forgets. */
+void rmq_cli__suggest(struct rmq_cli *c, const struct rmq_queue *q, int64_t broker_id);
+
 /* Start h as a request code about q (consumerGroup when group is not NULL, topic,
- * queueId); the address serving q, or NULL with the error set. */
+ * queueId); the address serving q (for PULL_MESSAGE the broker id its last pull answer
+ * suggested: that id, else id + 1, else the master, else any of the set), or NULL with
+ * the error set. */
 const char *rmq_cli__queue_request(struct rmq_cli *c, const struct rmq_queue *q, int code,
                                    const char *group, struct rmq_header *h);
 /* A request about q answered with an "offset" field (QUERY_CONSUMER_OFFSET for group,

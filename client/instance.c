@@ -206,6 +206,7 @@ rmq_cli__init(struct rmq_cli *c, const struct rmq_options *opts, const char *def
     rmq_strmap_init(&c->conns);
     rmq_strmap_init(&c->routes);
     rmq_strmap_init(&c->brokers);
+    rmq_strmap_init(&c->suggested);
     rmq_jw_init(&c->jw, RMQ_JSON_FASTJSON);
     c->async_mem = calloc(RMQ_CLI_ASYNC_MAX, sizeof(*c->async_mem));
     if (c->async_mem == NULL) {
@@ -302,6 +303,11 @@ rmq_cli__fini(struct rmq_cli *c)
     while ((v = rmq_strmap_next(&c->brokers, &pos)) != NULL) {
         free(v);
     }
+    pos = 0;
+    while ((v = rmq_strmap_next(&c->suggested, &pos)) != NULL) {
+        free(v);
+    }
+    rmq_strmap_fini(&c->suggested);
     rmq_strmap_fini(&c->conns);
     rmq_strmap_fini(&c->routes);
     rmq_strmap_fini(&c->brokers);
@@ -1029,11 +1035,71 @@ rmq_cli__queue_addr(struct rmq_cli *c, const struct rmq_queue *q)
     return addr;
 }
 
+struct rmq_cli_suggest {
+    int64_t broker_id;
+    char key[];
+};
+
+static void
+suggest_key(const struct rmq_queue *q, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s@%s@%d", q->broker_name, q->topic, (int)q->queue_id);
+}
+
+void
+rmq_cli__suggest(struct rmq_cli *c, const struct rmq_queue *q, int64_t broker_id)
+{
+    char key[RMQ_CLI_ADDR_MAX + 320];
+    struct rmq_cli_suggest *e;
+    size_t len;
+
+    suggest_key(q, key, sizeof(key));
+    e = rmq_strmap_get(&c->suggested, key);
+    if (e != NULL || broker_id == 0) {
+        if (e != NULL) {
+            e->broker_id = broker_id;   /* kept at 0 rather than freed: it comes back */
+        }
+        return;
+    }
+    len = strlen(key);
+    e = malloc(sizeof(*e) + len + 1);
+    if (e == NULL) {
+        return;                         /* the master serves it: only slower */
+    }
+    e->broker_id = broker_id;
+    memcpy(e->key, key, len + 1);
+    if (rmq_strmap_put(&c->suggested, e->key, e) < 0) {
+        free(e);
+    }
+}
+
+/* A pull's address: the suggested broker id of q's set (CLIENT.md §7, the Java rule). */
+static const char *
+pull_addr(struct rmq_cli *c, const struct rmq_queue *q)
+{
+    char key[RMQ_CLI_ADDR_MAX + 320];
+    const struct rmq_cli_suggest *e;
+    const struct rmq_cli_broker *b;
+
+    suggest_key(q, key, sizeof(key));
+    e = rmq_strmap_get(&c->suggested, key);
+    b = e != NULL && e->broker_id != 0 ? rmq_cli__broker(c, q->broker_name) : NULL;
+    for (int64_t want = e != NULL ? e->broker_id : 0; b != NULL && want <= e->broker_id + 1;
+         want++) {
+        for (uint32_t i = 0; i < b->addr_count; i++) {
+            if (b->ids[i] == want) {
+                return b->addrs[i];
+            }
+        }
+    }
+    return rmq_cli__queue_addr(c, q);
+}
+
 const char *
 rmq_cli__queue_request(struct rmq_cli *c, const struct rmq_queue *q, int code, const char *group,
                        struct rmq_header *h)
 {
-    const char *addr = rmq_cli__queue_addr(c, q);
+    const char *addr = code == RMQ_REQ_PULL_MESSAGE ? pull_addr(c, q) : rmq_cli__queue_addr(c, q);
 
     if (addr != NULL) {
         rmq_header_init(h, code, c->ser);

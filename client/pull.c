@@ -129,6 +129,7 @@ rmq_pull(struct rmq_pull_consumer *pc, const struct rmq_queue *q, const char *ta
     if (ret < 0) {
         return ret;
     }
+    rmq_cli__suggest(c, q, ext_i64(&c->resp, "suggestWhichBrokerId", 0));
     res->next_offset = ext_i64(&c->resp, "nextBeginOffset", offset);
     res->min_offset = ext_i64(&c->resp, "minOffset", -1);
     res->max_offset = ext_i64(&c->resp, "maxOffset", -1);

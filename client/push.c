@@ -304,6 +304,8 @@ pulled(struct rmq_cli *c, void *arg, int err, const struct rmq_cli_resp *resp)
         q->retry_at_ms = now_ms() + PULL_RETRY_MS;
         return;
     }
+    v = rmq_cli__ext(resp, "suggestWhichBrokerId");
+    rmq_cli__suggest(c, &q->q, v != NULL ? strtoll(v, NULL, 10) : 0);
     v = rmq_cli__ext(resp, "nextBeginOffset");
     next = v != NULL ? strtoll(v, NULL, 10) : q->next_offset;
     switch (resp->code) {

@@ -205,6 +205,30 @@ runtime_says(const char *addr, const char *key, const char *value)
     return body_has(addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO, want);
 }
 
+/* A number from the runtime info of the broker at addr, or -1. */
+static long long
+runtime_num(const char *addr, const char *key)
+{
+    struct rmq_options o = opts("HA_ADMIN");
+    struct rmq_admin *a;
+    char remark[256], want[128];
+    char *body = NULL, *at;
+    size_t len = 0;
+    int code = -1;
+    long long v = -1;
+
+    cr_assert_eq(rmq_admin_create(&a, &o), 0);
+    snprintf(want, sizeof(want), "\"%s\":\"", key);
+    if (rmq_admin_call(a, addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO, NULL, NULL, 0, &code, remark,
+                       sizeof(remark), &body, &len) == 0 && body != NULL &&
+        (at = strstr(body, want)) != NULL) {
+        v = atoll(at + strlen(want));
+    }
+    free(body);
+    rmq_admin_destroy(a);
+    return v;
+}
+
 static char slave_addr[64];
 
 /* The slave copied the topic from its master. */
@@ -591,6 +615,28 @@ Test(ha, a_reader_far_behind_is_sent_to_the_slave_with_slave_read_enable)
     wait_for(slave_has_topic, "ReadTopic", 20, "the slave to copy the topic");
     cr_assert_eq(pull_one(slave_addr, "ReadTopic", 0, &suggest, remark, sizeof(remark)),
                  RMQ_RESP_SUCCESS, "%s", remark);
+    /* libringmq follows the suggestion: its second pull goes to the slave */
+    {
+        struct rmq_options co = opts("CG_FOLLOW");
+        struct rmq_pull_consumer *c;
+        struct rmq_queue *qs;
+        struct rmq_pull_result pr;
+        long long before = runtime_num(slave_addr, "pulls");
+        size_t n;
+        int64_t next = 0;
+
+        cr_assert_eq(rmq_pull_consumer_create(&c, &co), 0);
+        cr_assert_eq(rmq_pull_queues(c, "ReadTopic", &qs, &n), 0, "%s", rmq_last_error());
+        for (int i = 0; i < 2; i++) {
+            cr_assert_eq(rmq_pull(c, &qs[0], "*", next, 1, 0, &pr), 0, "%s", rmq_last_error());
+            cr_assert_eq(pr.count, 1);
+            next = pr.next_offset;
+            rmq_pull_result_free(&pr);
+        }
+        free(qs);
+        rmq_pull_consumer_destroy(c);
+        cr_assert_eq(runtime_num(slave_addr, "pulls"), before + 1, "one pull went to the slave");
+    }
     daemon_stop_ok_at(&S);
     daemon_stop_ok_at(&M);
     /* without slaveReadEnable: always the master */
