@@ -82,12 +82,15 @@ static void pump(struct ha_conn *c);
 
 /* ---- waits ---------------------------------------------------------------------------------- */
 
+static void waits_complete(struct rmq_ha_master *m);
+
 static void
 wait_timer_fire(struct rmq_timer *t)
 {
     struct rmq_ha_master *m = rmq_container_of(t, struct rmq_ha_master, wait_timer);
     uint64_t now = m->loop->now_ns;
 
+    waits_complete(m);              /* those already acked first: they are no timeouts */
     while (!rmq_list_is_empty(&m->waits)) {
         struct rmq_ha_wait *w = rmq_container_of(m->waits.next, struct rmq_ha_wait, link);
 
