@@ -78,6 +78,8 @@ struct rmq_disk {
 /* io_uring-backed disk on commitlog files under dir (owned copy of the path). */
 struct rmq_disk *rmq_disk_uring_create(struct rmq_loop *loop, const char *dir);
 void rmq_disk_uring_destroy(struct rmq_disk *d);
+/* Zeros written so far into the segment being prepared (0 when none is). */
+uint64_t rmq_disk_uring_prep_progress(const struct rmq_disk *d);
 
 /* 20-digit zero-padded segment name for a start offset. */
 void rmq_disk_seg_name(char out[21], uint64_t start);

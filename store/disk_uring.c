@@ -609,6 +609,14 @@ rmq_disk_uring_create(struct rmq_loop *loop, const char *dir)
     return &d->base;
 }
 
+uint64_t
+rmq_disk_uring_prep_progress(const struct rmq_disk *base)
+{
+    const struct udisk *d = (const struct udisk *)base;
+
+    return d->prep_req != NULL ? d->prep_off : 0;
+}
+
 void
 rmq_disk_uring_destroy(struct rmq_disk *base)
 {

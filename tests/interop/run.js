@@ -459,6 +459,104 @@ scenario('s8_broker_restart_under_load_loses_nothing_acknowledged', async () => 
   }
 });
 
+/* ---- replication: a NameServer, a SYNC_MASTER and its slave as separate processes ---------- */
+
+async function spawnReady(bin, args, log, text) {
+  const fd = fs.openSync(log, 'a');
+  const child = childProcess.spawn(path.join(builddir, 'bin', bin), args,
+    { stdio: [ 'ignore', 'ignore', fd ] });
+  fs.closeSync(fd);
+  const exited = new Promise(resolve => child.on('exit', (code, sig) => resolve(sig ? 128 : code)));
+  const end = Date.now() + 10000;
+  while (!fs.readFileSync(log).toString().includes(text)) {
+    if (Date.now() > end || child.exitCode !== null) throw new Error(`${bin} did not start; see ${log}`);
+    await sleep(20);
+  }
+  return { child, exited, log };
+}
+
+async function haBroker(dir, nameSrv, role, port) {
+  const b = await spawnReady('rmq-broker', [
+    '--brokerName=s9', `--brokerRole=${role}`, `--brokerId=${role === 'SLAVE' ? 1 : 0}`,
+    `--listenPort=${port}`, '--bindAddress=127.0.0.1', '--brokerIP1=127.0.0.1',
+    `--namesrvAddr=${nameSrv}`, '--registerBrokerInterval=1000', '--slaveMetadataSyncInterval=500',
+    '--mappedFileSizeCommitLog=67108864', `--storePathRootDir=${dir}/data`,
+  ], path.join(dir, 'broker.log'), 'broker: ready port=');
+  return Object.assign(b, { dir, nameSrv, addr: `127.0.0.1:${port}` });
+}
+
+/* The body of one admin request (GET_BROKER_RUNTIME_INFO, GET_ALL_TOPIC_CONFIG) as text. */
+function adminBody(addr, code, extFields = {}) {
+  return new Promise((resolve, reject) => {
+    const [ host, port ] = addr.split(':');
+    const header = Buffer.from(JSON.stringify({ code, language: 'JAVA', version: 401, opaque: 1,
+      flag: 0, extFields }));
+    const frame = Buffer.alloc(8 + header.length);
+    frame.writeInt32BE(4 + header.length, 0);
+    frame.writeInt32BE(header.length, 4);
+    header.copy(frame, 8);
+    const sock = net.connect(Number(port), host, () => sock.write(frame));
+    let buf = Buffer.alloc(0);
+    sock.on('data', d => {
+      buf = Buffer.concat([ buf, d ]);
+      if (buf.length >= 4 && buf.length >= 4 + buf.readInt32BE(0)) {
+        const hl = buf.readInt32BE(4) & 0xffffff;
+        sock.end();
+        resolve(buf.slice(8 + hl, 4 + buf.readInt32BE(0)).toString());
+      }
+    });
+    sock.on('error', reject);
+  });
+}
+
+async function waitForAsync(cond, ms, what) {
+  const end = Date.now() + ms;
+  while (!(await cond().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+scenario('s9_a_sync_master_answers_send_ok_with_its_slave_and_the_slave_serves_when_it_dies', async () => {
+  const N = 500;
+  const dir = fs.mkdtempSync(path.join(scratch, 'ha-'));
+  const nsPort = await freePort();
+  const nameSrv = `127.0.0.1:${nsPort}`;
+  fs.mkdirSync(path.join(dir, 'm'));
+  fs.mkdirSync(path.join(dir, 's'));
+  const ns = await spawnReady('rmq-namesrv', [ `--listenPort=${nsPort}`, '--bindAddress=127.0.0.1',
+    `--kvConfigPath=${dir}/kv.json` ], path.join(dir, 'ns.log'), 'namesrv: serving');
+  const m = await haBroker(path.join(dir, 'm'), nameSrv, 'SYNC_MASTER', await freePort());
+  const sl = await haBroker(path.join(dir, 's'), nameSrv, 'SLAVE', await freePort());
+  const b = { nameSrv, addr: m.addr };
+  try {
+    await createTopic(b, 'S9Topic', 4);
+    await waitForAsync(async () => (await adminBody(sl.addr, 21)).includes('S9Topic'), 20000,
+      'the slave to copy the topic');
+    await waitForAsync(async () => (await adminBody(m.addr, 28)).includes('"haConnections":"1"'),
+      20000, 'the slave to connect');
+    const p = await producerUp(b, 'PG_S9');
+    const ids = await sendAll(p, Array.from({ length: N }, (_, i) => new Message('S9Topic', 'T', `s9-${i}`)));
+    m.child.kill('SIGKILL');
+    await m.exited;
+    await waitForAsync(async () => !(await adminBody(nameSrv, 105, { topic: 'S9Topic' })).includes('"0":'),
+      20000, 'the NameServer to drop the dead master');
+    const got = new Set();
+    consumerUp(b, 'CG_S9', 'S9Topic', '*', msg => { got.add(msg.msgId); });
+    await waitFor(() => ids.every(id => got.has(id)), 60000,
+      `every acknowledged message from the slave (${ids.filter(id => !got.has(id)).length} missing)`);
+    figures.push(`SYNC_MASTER: ${N} SEND_OK, master killed, all ${N} consumed from the slave by ali-ons`);
+  } finally {
+    await closeAll();
+    for (const x of [ m, sl, ns ]) {
+      if (x.child.exitCode === null && x.child.signalCode === null) {
+        x.child.kill('SIGTERM');
+        assert.strictEqual(await x.exited, 0, `exit status; see ${x.log}`);
+      }
+    }
+  }
+});
+
 /* ---- runner --------------------------------------------------------------------------------- */
 
 process.on('uncaughtException', e => clientLog.push(`uncaught: ${e.stack || e}`));
