@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -693,5 +694,64 @@ Test(ha, a_slave_whose_log_is_not_its_masters_refuses_to_serve)
     cr_assert(strstr(remark, "does not match") != NULL, "%s", remark);
     daemon_stop_ok_at(&S);
     daemon_stop_ok_at(&M);
+    daemon_stop_ok_at(&NS);
+}
+
+/* ---- a slave killed while copying ---------------------------------------------------------- */
+
+static bool
+caught_up(const char *unused)
+{
+    char master[64];
+    long long m, s;
+
+    (void)unused;
+    snprintf(master, sizeof(master), "127.0.0.1:%u", M.port);
+    m = runtime_num(master, "commitLogMaxOffset");
+    s = runtime_num(slave_addr, "commitLogMaxOffset");
+    return m > 0 && m == s;
+}
+
+Test(ha, a_slave_killed_while_copying_resumes_and_ends_identical)
+{
+    char addr[64], bin[PATH_MAX], nsarg[96];
+    pid_t load;
+    int status;
+
+    namesrv_start(NULL, "127.0.0.1");
+    broker_start(&M, "master", "ASYNC_MASTER", NULL, "127.0.0.1", NULL);
+    broker_start(&S, "slave", "SLAVE", NULL, "127.0.0.1", NULL);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", M.port);
+    snprintf(slave_addr, sizeof(slave_addr), "127.0.0.1:%u", S.port);
+    create_topic(addr, "CrashTopic");
+    wait_for(master_has_its_slave, addr, 20, "the slave's HA connection");
+    /* pipelined sends from another process while the slave is killed twice */
+    daemon_path("rmq-bench", bin, sizeof(bin));
+    snprintf(nsarg, sizeof(nsarg), "--namesrv=%s", ns_addr);
+    load = fork();
+    cr_assert_geq(load, 0);
+    if (load == 0) {
+        int null = open("/dev/null", O_WRONLY);
+
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(bin, bin, "produce", nsarg, "--topic=CrashTopic", "--count=600000", "--size=512",
+              "--mode=async", "--inflight=64", (char *)NULL);
+        _exit(127);
+    }
+    for (int round = 0; round < 2; round++) {
+        usleep(400000);
+        cr_assert_eq(daemon_signal_wait(&S, SIGKILL), 128 + SIGKILL);
+        usleep(200000);
+        broker_start(&S, "slave", "SLAVE", NULL, "127.0.0.1", NULL);
+        snprintf(slave_addr, sizeof(slave_addr), "127.0.0.1:%u", S.port);
+    }
+    cr_assert_eq(waitpid(load, &status, 0), load);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "rmq-bench produce failed");
+    wait_for(caught_up, NULL, 60, "the restarted slave to catch up");
+    cr_assert(runtime_says(slave_addr, "haDiverged", ""), "a killed slave is not a diverged one");
+    daemon_stop_ok_at(&S);
+    daemon_stop_ok_at(&M);
+    assert_logs_identical();
     daemon_stop_ok_at(&NS);
 }
