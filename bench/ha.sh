@@ -112,6 +112,17 @@ for r in $(seq "$RUNS"); do
 done
 MR=$(median "${mrate[@]}"); RR=$(median "${rrate[@]}")
 
+echo "== pipelined 1 KiB, $COUNT messages: ASYNC_MASTER vs SYNC_MASTER msgs/s, $RUNS rounds"
+ap=(); sp=()
+for r in $(seq "$RUNS"); do
+    ap+=("$($RB produce --namesrv="$ns" --topic=HaAsync --count="$COUNT" --size=1024 \
+        --mode=async --inflight=256 --json | num msgs_per_s)")
+    sp+=("$($RB produce --namesrv="$ns" --topic=HaSync --count="$COUNT" --size=1024 \
+        --mode=async --inflight=256 --json | num msgs_per_s)")
+    echo "round $r: ASYNC_MASTER ${ap[-1]} msgs/s, SYNC_MASTER ${sp[-1]} msgs/s"
+done
+AP=$(median "${ap[@]}"); SP=$(median "${sp[@]}")
+
 echo "== catch-up: the slave away while $CATCHUP_MIB MiB are written"
 kill "${PID[as]}"; wait "${PID[as]}" 2>/dev/null || true
 n=$((CATCHUP_MIB * 1024 * 1024 / 1200))
@@ -132,6 +143,7 @@ echo "| loopback ping-pong p50 (RTT), µs | $R |"
 echo "| ASYNC_MASTER 1 in flight p50 / p99, µs | $A50 / $A99 |"
 echo "| SYNC_MASTER 1 in flight p50 / p99, µs | $S50 / $S99 |"
 echo "| SYNC_MASTER adds at p50, µs (in RTTs) | $(awk -v s="$S50" -v a="$A50" -v r="$R" 'BEGIN {printf "%.1f (%.2f)", s - a, (s - a) / r}') |"
+echo "| pipelined 1 KiB msgs/s, ASYNC_MASTER / SYNC_MASTER | $AP / $SP ($(awk -v s="$SP" -v a="$AP" 'BEGIN {printf "x%.2f", s / a}')) |"
 echo "| master append rate, MB/s (pipelined 1 KiB) | $MR |"
 echo "| replication rate, MB/s (until the slave has it all) | $RR ($(awk -v r="$RR" -v m="$MR" 'BEGIN {printf "%.0f %%", r / m * 100}') of the append rate) |"
 echo "| catch-up of ~$CATCHUP_MIB MiB, ms | $CU |"
