@@ -71,7 +71,7 @@ static const struct rmq_config_key broker_keys[] = {
        "listenPort + 1"),
     BK("haMasterAddress", RMQ_CONFIG_STR, ha_master_address, "", 0, 0,
        "slave: the master's HA address ip:port (empty: learnt from the NameServer)"),
-    BK("haTransferBatchSize", RMQ_CONFIG_I64, ha_batch_size, "32768", 1024, 4 << 20,
+    BK("haTransferBatchSize", RMQ_CONFIG_I64, ha_batch_size, "32768", 1024, 1 << 20,
        "largest frame of log bytes the master sends a slave"),
     BK("haSendHeartbeatInterval", RMQ_CONFIG_I64, ha_heartbeat_ms, "5000", 100, 60000,
        "ms of silence after which master and slave send a heartbeat"),

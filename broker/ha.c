@@ -337,12 +337,14 @@ rmq_broker__ha_registered(struct rmq_broker *b, const struct rmq_frame *resp)
     if (b->ha_slave == NULL) {
         return;
     }
+    /* a NameServer that does not know the master leaves both out: keep what we have
+     * (another NameServer may know it; the connection itself tells when it is gone) */
     rmq_field_str(resp, "haServerAddr", ha, sizeof(ha));
     rmq_field_str(resp, "masterAddr", master, sizeof(master));
-    if (b->cfg.ha_master_address[0] == '\0') {
+    if (b->cfg.ha_master_address[0] == '\0' && ha[0] != '\0') {
         rmq_ha_slave_set_master(b->ha_slave, ha);
     }
-    if (strcmp(master, b->master_addr) != 0) {
+    if (master[0] != '\0' && strcmp(master, b->master_addr) != 0) {
         RMQ_INFO("broker: master is %s (was %s)", master[0] ? master : "none",
                  b->master_addr[0] ? b->master_addr : "none");
         snprintf(b->master_addr, sizeof(b->master_addr), "%s", master);

@@ -178,21 +178,22 @@ on_offset(struct ha_conn *c, uint64_t off)
 
     if (!c->started) {
         uint64_t min = rmq_store_min_off(m->store);
+        uint64_t from = off;
 
-        if (off == 0) {
-            /* an empty slave gets the newest segment only (HA.md §2.2) */
-            off = written - written % seg;
-            off = RMQ_MAX(off, min);
+        if (from == 0) {
+            /* an empty slave gets the newest segment only (HA.md §2.2); its ack stays 0:
+             * it has none of what lies before */
+            from = RMQ_MAX(written - written % seg, min);
         }
-        if (off < min || off > written) {
+        if (from < min || from > written) {
             /* say where this log is in a heartbeat frame: the slave sees it is not
              * where it expected and stops, instead of waiting here forever */
             RMQ_ERROR("ha: slave %s asks for offset %llu, outside this log [%llu, %llu]: "
                       "refusing it (its log is ahead of or older than the master's)",
-                      c->peer, (unsigned long long)off, (unsigned long long)min,
+                      c->peer, (unsigned long long)from, (unsigned long long)min,
                       (unsigned long long)written);
             m->stats.slaves_refused++;
-            c->next = off < min ? min : written;
+            c->next = from < min ? min : written;
             c->started = true;
             c->refusing = true;
             c->hb_now = true;
@@ -200,10 +201,10 @@ on_offset(struct ha_conn *c, uint64_t off)
             return;
         }
         c->started = true;
-        c->next = off;
+        c->next = from;
         m->stats.slaves++;
         RMQ_INFO("ha: slave %s starts at offset %llu (log end %llu)", c->peer,
-                 (unsigned long long)off, (unsigned long long)written);
+                 (unsigned long long)from, (unsigned long long)written);
     } else if (c->refusing) {
         return;
     } else if (off > written) {
@@ -250,6 +251,9 @@ recv_done(struct rmq_op *op, int32_t res, uint32_t flags)
             return;
         }
         pump(c);
+        if (c->fd < 0 || c->closing) {
+            return;                 /* pump closed it (a view failed): no recv after close */
+        }
     } else {
         c->rhave = have;
     }
@@ -509,6 +513,7 @@ accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
     }
     if (m->stopping) {
         close(res);
+        check_stopped(m);
         return;
     }
     for (int i = 0; i < MAX_SLAVES; i++) {
@@ -523,13 +528,16 @@ accept_done(struct rmq_op *op, int32_t res, uint32_t flags)
         close(res);
         return;
     }
-    memset(c, 0, offsetof(struct ha_conn, iov));
+    /* a new generation for each op: a late completion of the slot's last connection
+     * cannot pass for this one's */
+    memset(c, 0, offsetof(struct ha_conn, recv_op));
+    memset(c->rbuf, 0, offsetof(struct ha_conn, iov) - offsetof(struct ha_conn, rbuf));
     c->m = m;
     c->fd = res;
     c->last_read_ns = c->last_send_ns = m->loop->now_ns;
-    rmq_op_init(&c->recv_op, recv_done);
-    rmq_op_init(&c->send_op, send_done);
-    rmq_op_init(&c->close_op, close_done);
+    rmq_op_reset(&c->recv_op);
+    rmq_op_reset(&c->send_op);
+    rmq_op_reset(&c->close_op);
     setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (getpeername(res, (struct sockaddr *)&peer, &plen) == 0) {
         char ip[INET_ADDRSTRLEN] = "?";
@@ -591,6 +599,9 @@ rmq_ha_master_create(struct rmq_ha_master **out, struct rmq_loop *loop,
     for (int i = 0; i < MAX_SLAVES; i++) {
         m->conns[i].fd = -1;
         m->conns[i].m = m;
+        rmq_op_init(&m->conns[i].recv_op, recv_done);
+        rmq_op_init(&m->conns[i].send_op, send_done);
+        rmq_op_init(&m->conns[i].close_op, close_done);
     }
     memset(&addr, 0, sizeof(addr));
     addr.sin_family = AF_INET;

@@ -25,9 +25,10 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#define RBUF (1u << 20)
+#define RBUF (4u << 20)              /* the reference slave's read buffer */
 #define HDR 12
-#define MAX_FRAME (RBUF - HDR)
+#define MAX_FRAME (RBUF / 2 - HDR)      /* haTransferBatchSize is at most 1 MiB; a foreign
+                                         * master may send up to this */
 #define APPENDS 256                 /* appends in flight */
 #define TICK_NS (500ull * 1000 * 1000)
 #define CONNECT_TIMEOUT_NS (3000ull * 1000 * 1000)
@@ -68,6 +69,7 @@ struct rmq_ha_slave {
     bool accept_any_start;          /* empty log: the master picks where it begins */
 
     uint8_t ack_buf[8];
+    uint32_t ack_sent;              /* bytes of ack_buf out (a short send resends the rest) */
     uint64_t acked;                 /* last offset sent */
     bool ack_dirty;
 
@@ -127,6 +129,15 @@ diverge(struct rmq_ha_slave *s, const char *fmt, ...)
 static void ack_send(struct rmq_ha_slave *s);
 
 static void
+ack_issue(struct rmq_ha_slave *s)
+{
+    struct io_uring_sqe *sqe = rmq_loop_sqe(s->loop, &s->ack_op);
+
+    io_uring_prep_send(sqe, s->fd, s->ack_buf + s->ack_sent, 8 - s->ack_sent, MSG_NOSIGNAL);
+    rmq_loop_commit(s->loop, &s->ack_op, sqe);
+}
+
+static void
 ack_done(struct rmq_op *op, int32_t res, uint32_t flags)
 {
     struct rmq_ha_slave *s = rmq_container_of(op, struct rmq_ha_slave, ack_op);
@@ -141,31 +152,37 @@ ack_done(struct rmq_op *op, int32_t res, uint32_t flags)
         check_stopped(s);
         return;
     }
+    s->ack_sent += (uint32_t)res;
+    if (s->ack_sent < 8) {
+        ack_issue(s);               /* the master reads 8-byte values: finish this one */
+        return;
+    }
     if (s->ack_dirty) {
         ack_send(s);
     }
 }
 
-/* Tell the master our log end (a short send of 8 bytes; a partial one is not retried:
- * the next ack or the close repairs it). */
+/* Tell the master our log end; while the tail asked for again is still being compared,
+ * only what was compared (a diverged tail must never count as replicated). */
 static void
 ack_send(struct rmq_ha_slave *s)
 {
-    struct io_uring_sqe *sqe;
     uint64_t off = rmq_store_written_off(s->store);
 
     if (s->state != S_CONNECTED || s->ack_op.in_flight != 0) {
         s->ack_dirty = true;
         return;
     }
+    if (s->expect < s->verify_end) {
+        off = RMQ_MIN(off, s->expect);
+    }
     s->ack_dirty = false;
     rmq_put_be64(s->ack_buf, off);
+    s->ack_sent = 0;
     s->acked = off;
     s->last_ack_ns = s->loop->now_ns;
     s->stats.acks_sent++;
-    sqe = rmq_loop_sqe(s->loop, &s->ack_op);
-    io_uring_prep_send(sqe, s->fd, s->ack_buf, 8, MSG_NOSIGNAL);
-    rmq_loop_commit(s->loop, &s->ack_op, sqe);
+    ack_issue(s);
 }
 
 /* ---- appends -------------------------------------------------------------------------------- */
@@ -372,7 +389,7 @@ recv_arm(struct rmq_ha_slave *s)
 {
     struct io_uring_sqe *sqe;
 
-    if (RBUF - s->fill < HDR + s->cfg.batch_size * 2 && s->pos > 0) {
+    if (RBUF - s->fill < HDR + MAX_FRAME && s->pos > 0) {
         if (s->outstanding != 0) {
             s->recv_waits = true;   /* the last append's completion compacts and re-arms */
             return;
@@ -426,14 +443,10 @@ connect_done(struct rmq_op *op, int32_t res, uint32_t flags)
     RMQ_INFO("ha: connected to master %s, log end %llu, asking from %llu", s->master,
              (unsigned long long)end, (unsigned long long)from);
     rmq_put_be64(s->ack_buf, from);
+    s->ack_sent = 0;
     s->acked = from;
     s->last_ack_ns = s->loop->now_ns;
-    {
-        struct io_uring_sqe *sqe = rmq_loop_sqe(s->loop, &s->ack_op);
-
-        io_uring_prep_send(sqe, s->fd, s->ack_buf, 8, MSG_NOSIGNAL);
-        rmq_loop_commit(s->loop, &s->ack_op, sqe);
-    }
+    ack_issue(s);
     recv_arm(s);
 }
 

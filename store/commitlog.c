@@ -213,8 +213,8 @@ prep_advance(struct rmq_store *s, uint64_t target)
 void
 rmq_store__prep_next(struct rmq_store *s)
 {
-    if (s->next_handle >= 0 || s->prep_in_flight || s->closing) {
-        return;
+    if (s->next_handle >= 0 || s->prep_in_flight || s->closing || s->rebase_in_flight) {
+        return;                     /* (a rebase borrows prep_req; it prepares when done) */
     }
     s->prep_in_flight = true;
     s->prep_req.done = prep_done;
@@ -411,6 +411,7 @@ rebase_step(struct rmq_disk_req *req, int32_t res)
              (unsigned long long)s->rebase_to);
     s->rebase_in_flight = false;
     rmq_store_checkpoint(s);
+    rmq_store__prep_next(s);
     rmq_loop_defer(s->loop, &s->submit);
 }
 

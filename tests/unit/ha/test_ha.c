@@ -6,7 +6,10 @@
  * of the master's stops instead of appending.
  */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,5 +378,40 @@ Test(ha, a_slave_ahead_of_its_master_stops)
     slave_down();
     master_down();
     side_down(&ss);
+    side_down(&ms);
+}
+
+Test(ha, an_empty_slave_starting_at_the_newest_segment_acks_nothing_before_it)
+{
+    struct wait_box b = {.w.done = wait_done};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    uint8_t zero[8] = {0};
+    uint64_t start;
+    int fd;
+
+    side_up(&ms, "m");
+    append_to(ms.st, 0, 1000, 0);
+    start = rmq_store_written_off(ms.st) - rmq_store_written_off(ms.st) % SEG;
+    cr_assert_gt(start, 0);
+    master_up();
+    /* a peer that says "empty" (offset 0) and never acks anything else */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_port = htons(rmq_ha_master_port(master));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
+    for (int i = 0; i < 2000 && rmq_ha_master_stats(master)->slaves == 0; i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    cr_assert_eq(rmq_ha_master_stats(master)->slaves, 1);
+    cr_assert_eq(rmq_ha_master_stats(master)->acked_off, 0, "it has none of the log");
+    cr_assert_eq(rmq_ha_master_wait(master, &b.w, start, 200), 0);
+    for (int i = 0; i < 2000 && !b.done; i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    cr_assert(b.done);
+    cr_assert_eq(b.status, -ETIMEDOUT, "a record no slave has must not count as replicated");
+    close(fd);
+    master_down();
     side_down(&ms);
 }
