@@ -58,6 +58,7 @@ struct repost {
     int64_t q;                      /* its schedule queue offset */
     struct rmq_conn_handle conn;    /* send-back: who to answer */
     struct rmq_saved_req req;
+    struct rmq_ha_wait hw;          /* send-back on a SYNC_MASTER: the slave's ack */
     char props[];                   /* the new property string */
 };
 
@@ -661,10 +662,10 @@ rmq_broker__delay_fini(struct rmq_broker *b)
 
 /* ---- CONSUMER_SEND_MSG_BACK --------------------------------------------------------------------- */
 
+/* status: the store's, or 1 SLAVE_NOT_AVAILABLE / 2 FLUSH_SLAVE_TIMEOUT (SYNC_MASTER) */
 static void
-sendback_done(struct rmq_store_msg *m, int status)
+sendback_answer(struct repost *r, int status)
 {
-    struct repost *r = rmq_container_of(m, struct repost, m);
     struct rmq_conn *c = rmq_conn_from_handle(r->conn);
 
     if (c != NULL) {
@@ -673,12 +674,43 @@ sendback_done(struct rmq_store_msg *m, int status)
         rmq_broker__restore_req(&req, &r->req);
         if (status == 0 || status == -ETIMEDOUT) {
             rmq_broker__reply_ok(c, &req, NULL, 0);
+        } else if (status > 0) {
+            /* the reference's answer: the client then sends the message back itself */
+            rmq_broker__reply(c, &req, RMQ_RESP_SYSTEM_ERROR, "%s",
+                              status == 1 ? "SLAVE_NOT_AVAILABLE" : "FLUSH_SLAVE_TIMEOUT");
         } else {
             rmq_broker__reply(c, &req, RMQ_RESP_SYSTEM_ERROR, "message not stored in %s: %s",
                               r->topic, strerror(-status));
         }
     }
     repost_free(r);
+}
+
+static void
+sendback_replicated(struct rmq_ha_wait *w, int status)
+{
+    struct repost *r = rmq_container_of(w, struct repost, hw);
+
+    sendback_answer(r, status == 0 ? 0 : status == -ETIMEDOUT ? 2 : 1);
+}
+
+static void
+sendback_done(struct rmq_store_msg *m, int status)
+{
+    struct repost *r = rmq_container_of(m, struct repost, m);
+    struct rmq_broker *b = r->b;
+
+    if ((status == 0 || status == -ETIMEDOUT) && b->ha_master != NULL &&
+        b->cfg.broker_role == RMQ_ROLE_SYNC_MASTER) {
+        r->hw.done = sendback_replicated;
+        if (rmq_ha_master_wait(b->ha_master, &r->hw,
+                               (uint64_t)m->rec.phys_off + m->rec.total_size,
+                               (uint32_t)b->cfg.store.syncFlushTimeout) == 0) {
+            return;
+        }
+        status = 1;
+    }
+    sendback_answer(r, status);
 }
 
 static void

@@ -455,6 +455,26 @@ Test(ha, a_sync_master_without_a_slave_never_answers_send_ok)
         cr_assert_eq(r.status, RMQ_SEND_SLAVE_NOT_AVAILABLE, "status %d", (int)r.status);
     }
     rmq_producer_destroy(p);
+    /* a consumer's send-back is not acknowledged either (the reference's SYSTEM_ERROR with
+     * the status: the client then sends the message back through a producer itself) */
+    {
+        struct rmq_options ao = opts("HA_ADMIN");
+        struct rmq_admin *a;
+        char off[24], remark[256];
+        int code = -1;
+        const char *const fields[] = {"offset", off, "group", "CG_LONELY", "delayLevel", "0",
+                                      "originMsgId", r.msg_id, "originTopic", "Lonely",
+                                      "unitMode", "false", "maxReconsumeTimes", "16", NULL};
+
+        snprintf(off, sizeof(off), "%lld", strtoll(r.offset_msg_id + 16, NULL, 16));
+        cr_assert_eq(rmq_admin_create(&a, &ao), 0);
+        cr_assert_eq(rmq_admin_call(a, addr, RMQ_REQ_CONSUMER_SEND_MSG_BACK, fields, NULL, 0,
+                                    &code, remark, sizeof(remark), NULL, NULL), 0, "%s",
+                     rmq_last_error());
+        rmq_admin_destroy(a);
+        cr_assert_eq(code, RMQ_RESP_SYSTEM_ERROR, "%s", remark);
+        cr_assert_str_eq(remark, "SLAVE_NOT_AVAILABLE");
+    }
     daemon_stop_ok_at(&M);
     daemon_stop_ok_at(&NS);
 }
