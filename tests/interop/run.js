@@ -475,13 +475,15 @@ async function spawnReady(bin, args, log, text) {
   return { child, exited, log };
 }
 
-async function haBroker(dir, nameSrv, role, port) {
+/* listenPort 0: any free port (and any free HA port), read back from the log */
+async function haBroker(dir, nameSrv, role) {
   const b = await spawnReady('rmq-broker', [
     '--brokerName=s9', `--brokerRole=${role}`, `--brokerId=${role === 'SLAVE' ? 1 : 0}`,
-    `--listenPort=${port}`, '--bindAddress=127.0.0.1', '--brokerIP1=127.0.0.1',
+    '--listenPort=0', '--bindAddress=127.0.0.1', '--brokerIP1=127.0.0.1',
     `--namesrvAddr=${nameSrv}`, '--registerBrokerInterval=1000', '--slaveMetadataSyncInterval=500',
     '--mappedFileSizeCommitLog=67108864', `--storePathRootDir=${dir}/data`,
   ], path.join(dir, 'broker.log'), 'broker: ready port=');
+  const port = /broker: ready port=(\d+)/.exec(fs.readFileSync(b.log).toString())[1];
   return Object.assign(b, { dir, nameSrv, addr: `127.0.0.1:${port}` });
 }
 
@@ -526,8 +528,8 @@ scenario('s9_a_sync_master_answers_send_ok_with_its_slave_and_the_slave_serves_w
   fs.mkdirSync(path.join(dir, 's'));
   const ns = await spawnReady('rmq-namesrv', [ `--listenPort=${nsPort}`, '--bindAddress=127.0.0.1',
     `--kvConfigPath=${dir}/kv.json` ], path.join(dir, 'ns.log'), 'namesrv: serving');
-  const m = await haBroker(path.join(dir, 'm'), nameSrv, 'SYNC_MASTER', await freePort());
-  const sl = await haBroker(path.join(dir, 's'), nameSrv, 'SLAVE', await freePort());
+  const m = await haBroker(path.join(dir, 'm'), nameSrv, 'SYNC_MASTER');
+  const sl = await haBroker(path.join(dir, 's'), nameSrv, 'SLAVE');
   const b = { nameSrv, addr: m.addr };
   try {
     await createTopic(b, 'S9Topic', 4);
