@@ -38,6 +38,24 @@ function freePort() {
   });
 }
 
+function canBind(port) {
+  return new Promise(resolve => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/* A broker port whose HA port (port + 1, as in RocketMQ) is free too, and a NameServer
+ * port that is neither. */
+async function freePorts() {
+  for (;;) {
+    const broker = await freePort();
+    const ns = await freePort();
+    if (broker < 65535 && ns !== broker + 1 && await canBind(broker + 1)) return { broker, ns };
+  }
+}
+
 async function brokerStart(dir, ports, extra = []) {
   const log = path.join(dir, 'broker.log');
   const args = [
@@ -64,7 +82,7 @@ async function brokerStart(dir, ports, extra = []) {
 
 async function brokerUp(extra) {
   const dir = fs.mkdtempSync(path.join(scratch, 'broker-'));
-  return brokerStart(dir, { broker: await freePort(), ns: await freePort() }, extra);
+  return brokerStart(dir, await freePorts(), extra);
 }
 
 async function brokerStop(b, signal = 'SIGTERM') {
