@@ -547,9 +547,11 @@ compact_oldest(struct rmq_broker *b)
     struct rmq_timer_seg *sg;
     struct rmq_link *n, *next;
 
-    if (b->tsegs == NULL || b->tseg_broken || b->tseg_base >= done_below ||
+    if (b->tsegs == NULL || b->tseg_broken || b->tseg_base + 1 >= done_below ||
         b->timer_rolls_in_flight > 0 || (sg = b->tsegs[0]) == NULL || sg->count == 0) {
-        return;                     /* the oldest is the current one, or busy */
+        /* the oldest is the current one or the one before it (where a message rolled a
+         * moment ago may sit: moving it on again would only churn), or busy */
+        return;
     }
     if (sg->bytes > seg_size(b) / 2 && b->timer_waiting_bytes > segs * seg_size(b) / 2) {
         return;                     /* dense enough: copying it would gain little */

@@ -157,9 +157,9 @@ create_topic(const char *addr, const char *topic)
     rmq_admin_destroy(a);
 }
 
-/* The slave appears in the topic's route (it copied the topic and registered it). */
+/* The topic's route lists a broker with this id ("\"0\":" the master, "\"1\":" the slave). */
 static bool
-slave_in_route(const char *topic)
+id_in_route(const char *topic, const char *id)
 {
     struct rmq_options o = opts("HA_ADMIN");
     struct rmq_admin *a;
@@ -168,11 +168,18 @@ slave_in_route(const char *topic)
 
     cr_assert_eq(rmq_admin_create(&a, &o), 0);
     if (rmq_admin_route(a, topic, &json) == 0) {
-        yes = strstr(json, "\"1\":") != NULL;
+        yes = strstr(json, id) != NULL;
     }
     free(json);
     rmq_admin_destroy(a);
     return yes;
+}
+
+/* The slave appears in the topic's route (it copied the topic and registered it). */
+static bool
+slave_in_route(const char *topic)
+{
+    return id_in_route(topic, "\"1\":");
 }
 
 /* A request without fields to the broker at addr: answered SUCCESS with want in its body. */
@@ -371,18 +378,7 @@ master_has_offsets(const char *topic)
 static bool
 master_in_route(const char *topic)
 {
-    struct rmq_options o = opts("HA_ADMIN");
-    struct rmq_admin *a;
-    char *json = NULL;
-    bool yes = false;
-
-    cr_assert_eq(rmq_admin_create(&a, &o), 0);
-    if (rmq_admin_route(a, topic, &json) == 0) {
-        yes = strstr(json, "\"0\":") != NULL;
-    }
-    free(json);
-    rmq_admin_destroy(a);
-    return yes;
+    return id_in_route(topic, "\"0\":");
 }
 
 static bool

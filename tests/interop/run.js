@@ -93,8 +93,9 @@ async function brokerStop(b, signal = 'SIGTERM') {
   }
 }
 
-/* One remoting request over a raw socket with a JSON header (admin calls). */
-function adminRequest(addr, code, extFields) {
+/* One remoting request over a raw socket with a JSON header (admin calls): the answer's
+ * header (parsed) and body (text). */
+function adminExchange(addr, code, extFields) {
   return new Promise((resolve, reject) => {
     const [ host, port ] = addr.split(':');
     const header = Buffer.from(JSON.stringify({ code, language: 'JAVA', version: 401, opaque: 1,
@@ -110,11 +111,16 @@ function adminRequest(addr, code, extFields) {
       if (buf.length >= 4 && buf.length >= 4 + buf.readInt32BE(0)) {
         const hl = buf.readInt32BE(4) & 0xffffff;
         sock.end();
-        resolve(JSON.parse(buf.slice(8, 8 + hl).toString()));
+        resolve({ header: JSON.parse(buf.slice(8, 8 + hl).toString()),
+          body: buf.slice(8 + hl, 4 + buf.readInt32BE(0)).toString() });
       }
     });
     sock.on('error', reject);
   });
+}
+
+async function adminRequest(addr, code, extFields) {
+  return (await adminExchange(addr, code, extFields)).header;
 }
 
 /* ali-ons needs a topic's route before it sends (it does not fall back to TBW102). */
@@ -506,27 +512,8 @@ async function haBroker(dir, nameSrv, role) {
 }
 
 /* The body of one admin request (GET_BROKER_RUNTIME_INFO, GET_ALL_TOPIC_CONFIG) as text. */
-function adminBody(addr, code, extFields = {}) {
-  return new Promise((resolve, reject) => {
-    const [ host, port ] = addr.split(':');
-    const header = Buffer.from(JSON.stringify({ code, language: 'JAVA', version: 401, opaque: 1,
-      flag: 0, extFields }));
-    const frame = Buffer.alloc(8 + header.length);
-    frame.writeInt32BE(4 + header.length, 0);
-    frame.writeInt32BE(header.length, 4);
-    header.copy(frame, 8);
-    const sock = net.connect(Number(port), host, () => sock.write(frame));
-    let buf = Buffer.alloc(0);
-    sock.on('data', d => {
-      buf = Buffer.concat([ buf, d ]);
-      if (buf.length >= 4 && buf.length >= 4 + buf.readInt32BE(0)) {
-        const hl = buf.readInt32BE(4) & 0xffffff;
-        sock.end();
-        resolve(buf.slice(8 + hl, 4 + buf.readInt32BE(0)).toString());
-      }
-    });
-    sock.on('error', reject);
-  });
+async function adminBody(addr, code, extFields = {}) {
+  return (await adminExchange(addr, code, extFields)).body;
 }
 
 async function waitForAsync(cond, ms, what) {
