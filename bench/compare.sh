@@ -15,15 +15,7 @@ LAT_COUNT=${LAT_COUNT:-20000}
 INFLIGHT=${INFLIGHT:-256}
 RUNS=${RUNS:-3}
 RB=build/bin/rmq-bench
-work=$(mktemp -d /tmp/rmq-compare-XXXXXX)
-pids=()
-
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/common.sh compare
 
 # ---- what it needs --------------------------------------------------------------------------
 missing=""
@@ -45,12 +37,6 @@ fi
 
 # put NAME VALUE: one run's figure; after the runs NAME is the median of its figures
 put() { eval "V_$1=\"\${V_$1:-} $2\""; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2];
-    else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-# json FIELD: a number out of the last JSON line read
-num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
 free_port() { python3 - 2>/dev/null <<'EOF' || echo $((20000 + RANDOM % 20000))
 import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
 EOF

@@ -18,20 +18,9 @@ COUNT=${COUNT:-200000}
 CATCHUP_MIB=${CATCHUP_MIB:-1024}
 RB=build/bin/rmq-bench
 RMQ=build/bin/rmq
-work=$(mktemp -d /tmp/rmq-ha-bench-XXXXXX)
-pids=()
-
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/common.sh ha-bench
 [ -x "$RB" ] && [ -x build/bin/rmq-broker ] || ninja >/dev/null
 
-num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {
-    if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 now_ms() { date +%s%3N; }
 
 wait_log() { # wait_log FILE TEXT

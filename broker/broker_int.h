@@ -427,6 +427,12 @@ void rmq_broker__ha_install(struct rmq_broker *b);
 void rmq_broker__ha_addr(const struct rmq_broker *b, char *out, size_t len);
 /* Why this slave must not serve reads (its log diverged from the master's), or NULL. */
 const char *rmq_broker__ha_unusable(const struct rmq_broker *b);
+/* SYNC_MASTER: wait until a slave acknowledged rec (the last record written for a
+ * request): 0 w->done runs later (0, -ETIMEDOUT after syncFlushTimeout, -ESHUTDOWN);
+ * -EAGAIN no slave is usable (SLAVE_NOT_AVAILABLE); 1 nothing to wait for (not a
+ * SYNC_MASTER). */
+int rmq_broker__ha_wait(struct rmq_broker *b, struct rmq_ha_wait *w,
+                        const struct rmq_record *rec);
 /* A consumer's offset committed on a slave: kept until the master has it too. */
 void rmq_broker__ha_slave_commit(struct rmq_broker *b, const char *topic, const char *group,
                                  int32_t queue_id, int64_t offset);

@@ -254,13 +254,9 @@ sync_fire(struct rmq_timer *t)
     if (!b->master_client_up && b->master_addr[0] != '\0') {
         struct rmq_client_config cc = {0};
         char host[64];
-        const char *colon = strrchr(b->master_addr, ':');
 
-        if (colon != NULL && (size_t)(colon - b->master_addr) < sizeof(host)) {
-            memcpy(host, b->master_addr, (size_t)(colon - b->master_addr));
-            host[colon - b->master_addr] = '\0';
+        if (rmq_addr_split(b->master_addr, host, sizeof(host), &cc.port) == 0) {
             cc.host = host;
-            cc.port = (uint16_t)atoi(colon + 1);
             if (rmq_client_init(&b->master_client, b->nl, &cc) == 0) {
                 b->master_client_up = true;
             }
@@ -352,6 +348,16 @@ rmq_broker__ha_registered(struct rmq_broker *b, const struct rmq_frame *resp)
             rmq_client_stop(&b->master_client);  /* sync_fire makes the new one */
         }
     }
+}
+
+int
+rmq_broker__ha_wait(struct rmq_broker *b, struct rmq_ha_wait *w, const struct rmq_record *rec)
+{
+    if (b->ha_master == NULL || b->cfg.broker_role != RMQ_ROLE_SYNC_MASTER) {
+        return 1;
+    }
+    return rmq_ha_master_wait(b->ha_master, w, (uint64_t)rec->phys_off + rec->total_size,
+                              (uint32_t)b->cfg.store.syncFlushTimeout);
 }
 
 const char *

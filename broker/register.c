@@ -39,9 +39,6 @@ peer_add(struct rmq_broker *b, const char *addr, size_t len)
     struct rmq_namesrv_peer *p;
     struct rmq_client_config cc = {0};
     char host[64];
-    const char *colon;
-    long port;
-    char *end;
     int ret;
 
     if (len == 0) {
@@ -55,17 +52,11 @@ peer_add(struct rmq_broker *b, const char *addr, size_t len)
     p = &b->peers[b->peer_count];
     memcpy(p->addr, addr, len);
     p->addr[len] = '\0';
-    colon = strrchr(p->addr, ':');
-    port = colon != NULL ? strtol(colon + 1, &end, 10) : -1;
-    if (colon == NULL || colon == p->addr || (size_t)(colon - p->addr) >= sizeof(host) ||
-        *end != '\0' || port <= 0 || port > 65535) {
+    if (rmq_addr_split(p->addr, host, sizeof(host), &cc.port) < 0) {
         RMQ_ERROR("broker: namesrvAddr entry '%s' is not host:port", p->addr);
         return -EINVAL;
     }
-    memcpy(host, p->addr, (size_t)(colon - p->addr));
-    host[colon - p->addr] = '\0';
     cc.host = host;
-    cc.port = (uint16_t)port;
     cc.reconnect_max_ms = 3000;
     ret = rmq_client_init(&p->client, b->nl, &cc);
     if (ret < 0) {

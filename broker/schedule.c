@@ -700,15 +700,15 @@ sendback_done(struct rmq_store_msg *m, int status)
     struct repost *r = rmq_container_of(m, struct repost, m);
     struct rmq_broker *b = r->b;
 
-    if ((status == 0 || status == -ETIMEDOUT) && b->ha_master != NULL &&
-        b->cfg.broker_role == RMQ_ROLE_SYNC_MASTER) {
+    if (status == 0 || status == -ETIMEDOUT) {
+        int ret;
+
         r->hw.done = sendback_replicated;
-        if (rmq_ha_master_wait(b->ha_master, &r->hw,
-                               (uint64_t)m->rec.phys_off + m->rec.total_size,
-                               (uint32_t)b->cfg.store.syncFlushTimeout) == 0) {
+        ret = rmq_broker__ha_wait(b, &r->hw, &m->rec);
+        if (ret == 0) {
             return;
         }
-        status = 1;
+        status = ret < 0 ? 1 : status;
     }
     sendback_answer(r, status);
 }

@@ -271,9 +271,10 @@ stored(struct rmq_send_ctx *x)
     struct rmq_broker *b = x->b;
     const struct rmq_record *last = x->batch != NULL ? &x->batch[x->batch_n - 1].m.rec
                                                      : &x->m.rec;
+    int ret;
 
     /* a timed message waits in the timer log, which is not replicated (README: HA) */
-    if (!x->wait_slave || b->ha_master == NULL || (x->status != 0 && x->status != -ETIMEDOUT) ||
+    if (!x->wait_slave || (x->status != 0 && x->status != -ETIMEDOUT) ||
         (x->batch == NULL && x->m.rec.topic == (const char *)RMQ_TIMER_TOPIC)) {
         answer(x);
         return;
@@ -285,9 +286,9 @@ stored(struct rmq_send_ctx *x)
         x->bid = -1;
     }
     x->hw.done = repl_done;
-    if (rmq_ha_master_wait(b->ha_master, &x->hw, (uint64_t)last->phys_off + last->total_size,
-                           (uint32_t)b->cfg.store.syncFlushTimeout) < 0) {
-        x->repl_code = RMQ_RESP_SLAVE_NOT_AVAILABLE;
+    ret = rmq_broker__ha_wait(b, &x->hw, last);
+    if (ret != 0) {
+        x->repl_code = ret < 0 ? RMQ_RESP_SLAVE_NOT_AVAILABLE : 0;
         answer(x);
     }
 }

@@ -128,9 +128,10 @@ parse_namesrv(struct rmq_cli *c, const char *list)
 
     snprintf(buf, sizeof(buf), "%s", list);
     for (char *tok = strtok_r(buf, ";, ", &save); tok != NULL; tok = strtok_r(NULL, ";, ", &save)) {
-        const char *colon = strrchr(tok, ':');
+        char host[RMQ_CLI_ADDR_MAX];
+        uint16_t port;
 
-        if (colon == NULL || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535 ||
+        if (rmq_addr_split(tok, host, sizeof(host), &port) < 0 ||
             strlen(tok) >= RMQ_CLI_ADDR_MAX) {
             return rmq_cli__fail(RMQ_ERR_INVALID, "NameServer address '%s' is not host:port",
                                  tok);
@@ -341,18 +342,14 @@ rmq_cli__conn(struct rmq_cli *c, const char *addr)
     struct addrinfo *ai = NULL;
     char host[RMQ_CLI_ADDR_MAX];
     char ip[INET_ADDRSTRLEN];
-    const char *colon = strrchr(addr, ':');
 
     if (cc != NULL) {
         return cc;
     }
-    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(host) ||
-        atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535) {
+    if (rmq_addr_split(addr, host, sizeof(host), &cfg.port) < 0) {
         rmq_cli__fail(RMQ_ERR_INVALID, "address '%s' is not host:port", addr);
         return NULL;
     }
-    memcpy(host, addr, (size_t)(colon - addr));
-    host[colon - addr] = '\0';
     /* names are resolved once, when the connection is made */
     if (getaddrinfo(host, NULL, &hints, &ai) != 0 || ai == NULL) {
         rmq_cli__fail(RMQ_ERR_NETWORK, "cannot resolve host '%s' of %s", host, addr);
@@ -369,7 +366,6 @@ rmq_cli__conn(struct rmq_cli *c, const char *addr)
     cc->owner = c;
     snprintf(cc->addr, sizeof(cc->addr), "%s", addr);
     cfg.host = ip;
-    cfg.port = (uint16_t)atoi(colon + 1);
     if (rmq_client_init(&cc->cl, &c->nl, &cfg) < 0 || rmq_strmap_put(&c->conns, cc->addr, cc) < 0) {
         free(cc);
         rmq_cli__fail(RMQ_ERR_NOMEM, "connection to %s not set up", addr);

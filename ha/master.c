@@ -24,6 +24,7 @@
 #include "core/be.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "net/server.h"
 
 #define MAX_SLAVES 8
 #define FRAMES_PER_SEND 32
@@ -580,9 +581,6 @@ rmq_ha_master_create(struct rmq_ha_master **out, struct rmq_loop *loop,
 {
     struct rmq_ha_master *m = calloc(1, sizeof(*m));
     const char *host = cfg->bind_addr != NULL && cfg->bind_addr[0] ? cfg->bind_addr : "0.0.0.0";
-    struct sockaddr_in addr;
-    socklen_t alen = sizeof(addr);
-    int one = 1;
     int ret;
 
     if (m == NULL) {
@@ -603,31 +601,12 @@ rmq_ha_master_create(struct rmq_ha_master **out, struct rmq_loop *loop,
         rmq_op_init(&m->conns[i].send_op, send_done);
         rmq_op_init(&m->conns[i].close_op, close_done);
     }
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(cfg->port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        RMQ_ERROR("ha: listen address invalid host=%s, expected an IPv4 address", host);
-        free(m);
-        return -EINVAL;
-    }
-    m->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    m->listen_fd = rmq_listen_tcp("ha", host, cfg->port, 16, &m->port);
     if (m->listen_fd < 0) {
-        ret = -errno;
+        ret = m->listen_fd;
         free(m);
         return ret;
     }
-    setsockopt(m->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(m->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-        listen(m->listen_fd, 16) < 0 ||
-        getsockname(m->listen_fd, (struct sockaddr *)&addr, &alen) < 0) {
-        ret = -errno;
-        RMQ_ERROR("ha: cannot listen host=%s port=%u err=%s", host, cfg->port, strerror(errno));
-        close(m->listen_fd);
-        free(m);
-        return ret;
-    }
-    m->port = ntohs(addr.sin_port);
     rmq_op_init(&m->accept_op, accept_done);
     accept_arm(m);
     rmq_store_on_written(store, master_written, m);

@@ -24,6 +24,7 @@
 #include "core/be.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "net/client.h"
 
 #define RBUF (4u << 20)              /* the reference slave's read buffer */
 #define HDR 12
@@ -586,8 +587,7 @@ void
 rmq_ha_slave_set_master(struct rmq_ha_slave *s, const char *addr)
 {
     char host[64];
-    const char *colon;
-    long port;
+    uint16_t port;
 
     if (addr == NULL) {
         addr = "";
@@ -595,18 +595,14 @@ rmq_ha_slave_set_master(struct rmq_ha_slave *s, const char *addr)
     if (strcmp(addr, s->master) == 0) {
         return;
     }
-    colon = strrchr(addr, ':');
     if (addr[0] != '\0') {
-        if (colon == NULL || (size_t)(colon - addr) >= sizeof(host) ||
-            (port = strtol(colon + 1, NULL, 10)) <= 0 || port > 65535) {
+        if (rmq_addr_split(addr, host, sizeof(host), &port) < 0) {
             RMQ_ERROR("ha: master HA address '%s' is not ip:port, ignored", addr);
             return;
         }
-        memcpy(host, addr, (size_t)(colon - addr));
-        host[colon - addr] = '\0';
         memset(&s->master_sa, 0, sizeof(s->master_sa));
         s->master_sa.sin_family = AF_INET;
-        s->master_sa.sin_port = htons((uint16_t)port);
+        s->master_sa.sin_port = htons(port);
         if (inet_pton(AF_INET, host, &s->master_sa.sin_addr) != 1) {
             RMQ_ERROR("ha: master HA address '%s' is not an IPv4 ip:port, ignored", addr);
             return;

@@ -344,3 +344,23 @@ rmq_client_fini(struct rmq_client *cl)
     free(cl->pending);
     cl->pending = NULL;
 }
+
+int
+rmq_addr_split(const char *addr, char *host, size_t cap, uint16_t *port)
+{
+    const char *colon = strrchr(addr, ':');
+    char *end;
+    long p;
+
+    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= cap) {
+        return -EINVAL;
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || p <= 0 || p > 65535) {
+        return -EINVAL;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}

@@ -95,6 +95,10 @@ void rmq_client_stop(struct rmq_client *cl);
 /* Free the table; only once STOPPED. */
 void rmq_client_fini(struct rmq_client *cl);
 
+/* "host:port" split at its last ':' into host (NUL-terminated, cap bytes) and a port in
+ * 1..65535: 0, or -EINVAL when addr is not that shape. */
+int rmq_addr_split(const char *addr, char *host, size_t cap, uint16_t *port);
+
 static inline bool
 rmq_client_is_connected(const struct rmq_client *cl)
 {

@@ -41,25 +41,49 @@ accept_arm(struct rmq_server *srv)
 }
 
 int
+rmq_listen_tcp(const char *who, const char *host, uint16_t port, int backlog, uint16_t *bound)
+{
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof(addr);
+    int one = 1;
+    int fd;
+    int ret;
+
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        RMQ_ERROR("%s: listen address invalid host=%s, expected an IPv4 address", who, host);
+        return -EINVAL;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ret = -errno;
+        RMQ_ERROR("%s: socket failed err=%s", who, strerror(errno));
+        return ret;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &alen) < 0) {
+        ret = -errno;
+        RMQ_ERROR("%s: cannot listen host=%s port=%u err=%s", who, host, port, strerror(errno));
+        close(fd);
+        return ret;
+    }
+    *bound = ntohs(addr.sin_port);
+    return fd;
+}
+
+int
 rmq_server_init(struct rmq_server *srv, struct rmq_net_loop *nl,
                 const struct rmq_server_config *cfg)
 {
     const char *host = cfg && cfg->host ? cfg->host : "0.0.0.0";
-    struct sockaddr_in addr;
-    socklen_t alen = sizeof(addr);
-    int one = 1;
     int ret;
 
     memset(srv, 0, sizeof(*srv));
     srv->nl = nl;
     srv->max_conns = cfg && cfg->max_conns ? cfg->max_conns : 1024;
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(cfg ? cfg->port : 0);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        RMQ_ERROR("net: listen address invalid host=%s, expected an IPv4 address", host);
-        return -EINVAL;
-    }
     srv->conns = calloc(srv->max_conns, sizeof(*srv->conns));
     if (srv->conns == NULL) {
         return -ENOMEM;
@@ -68,29 +92,18 @@ rmq_server_init(struct rmq_server *srv, struct rmq_net_loop *nl,
         srv->conns[i].owner = srv->free_conn;
         srv->free_conn = &srv->conns[i];
     }
-    srv->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    srv->listen_fd = rmq_listen_tcp("net", host, cfg ? cfg->port : 0,
+                                    cfg && cfg->backlog ? cfg->backlog : 1024, &srv->port);
     if (srv->listen_fd < 0) {
-        ret = -errno;
+        ret = srv->listen_fd;
         goto out_free;
     }
-    setsockopt(srv->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(srv->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-        listen(srv->listen_fd, cfg && cfg->backlog ? cfg->backlog : 1024) < 0 ||
-        getsockname(srv->listen_fd, (struct sockaddr *)&addr, &alen) < 0) {
-        ret = -errno;
-        RMQ_ERROR("net: cannot listen host=%s port=%u err=%s", host,
-                  cfg ? cfg->port : 0, strerror(errno));
-        goto out_close;
-    }
-    srv->port = ntohs(addr.sin_port);
     rmq_op_init(&srv->accept_op, accept_done);
     rmq_op_init(&srv->refuse_op, refuse_done);
     accept_arm(srv);
     RMQ_INFO("net: listening host=%s port=%u max_conns=%u", host, srv->port, srv->max_conns);
     return 0;
 
-out_close:
-    close(srv->listen_fd);
 out_free:
     free(srv->conns);
     srv->conns = NULL;

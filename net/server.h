@@ -79,4 +79,10 @@ bool rmq_server_is_stopped(const struct rmq_server *srv);
 /* Free the table; only after the server stopped. */
 void rmq_server_fini(struct rmq_server *srv);
 
+/* A listening TCP socket on IPv4 host:port (0: any free port, *bound says which):
+ * SO_REUSEADDR, CLOEXEC. The descriptor, or -errno with one log line naming who (the
+ * module) and the address. Start-up only (blocking calls). */
+int rmq_listen_tcp(const char *who, const char *host, uint16_t port, int backlog,
+                   uint16_t *bound);
+
 #endif

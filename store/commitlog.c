@@ -321,6 +321,39 @@ iov_add(struct rmq_store_batch *b, const void *p, size_t len)
     b->bytes += len;
 }
 
+/* The writer needs the next segment: 1 it is ready, 0 wait (prep_done resumes the
+ * writer), or the -errno of a failed preparation to refuse the append with. */
+static int
+next_segment_ready(struct rmq_store *s)
+{
+    if (s->next_handle >= 0) {
+        return 1;
+    }
+    if (s->prep_failed && !s->prep_in_flight) {
+        s->stats.disk_full_refusals += s->prep_err == -ENOSPC;
+        return s->prep_err;
+    }
+    rmq_store__prep_next(s);
+    prep_advance(s, UINT64_MAX);
+    return 0;
+}
+
+/* The current segment is full up to seg_end: writing goes on in the prepared next one.
+ * false after a failure (sticky, logged). */
+static bool
+roll(struct rmq_store *s, uint64_t seg_end)
+{
+    batch_submit(s);
+    if (seg_push(s, seg_end, s->next_handle) < 0) {
+        set_error(s, "segment table", -ENOMEM);
+        return false;
+    }
+    s->next_handle = -1;
+    s->stats.rolls++;
+    rmq_store__prep_next(s);
+    return true;
+}
+
 /* ---- a slave's copied bytes ------------------------------------------------------------- */
 
 /* An append the store cannot take now (closing, failed, disk full): completed with why. */
@@ -437,25 +470,16 @@ place_raw(struct rmq_store *s, struct rmq_store_msg *m)
     }
     if (s->reserved_off == seg_end && off == seg_end) {
         /* the copied filler filled the segment: this copy starts the next one */
-        if (s->next_handle < 0) {
-            if (s->prep_failed && !s->prep_in_flight) {
-                s->stats.disk_full_refusals += s->prep_err == -ENOSPC;
-                rmq_list_del(&m->link);
-                complete(s, m, s->prep_err);
-                return RAW_DONE;
-            }
-            rmq_store__prep_next(s);
-            prep_advance(s, UINT64_MAX);
+        int ready = next_segment_ready(s);
+
+        if (ready < 0) {
+            rmq_list_del(&m->link);
+            complete(s, m, ready);
+            return RAW_DONE;
+        }
+        if (ready == 0 || !roll(s, seg_end)) {
             return RAW_WAIT;
         }
-        batch_submit(s);
-        if (seg_push(s, seg_end, s->next_handle) < 0) {
-            set_error(s, "segment table", -ENOMEM);
-            return RAW_WAIT;
-        }
-        s->next_handle = -1;
-        s->stats.rolls++;
-        rmq_store__prep_next(s);
         seg_end += s->cfg.seg_size;
     }
     if (off != s->reserved_off || len > seg_end - off) {
@@ -628,16 +652,15 @@ place_pending(struct rmq_store *s)
         RMQ_ASSERT(seg_end - s->reserved_off >= RMQ_RECORD_END_MIN_BLANK);
         if ((uint64_t)size + RMQ_RECORD_END_MIN_BLANK > seg_end - s->reserved_off) {
             /* Does not fit: filler to the end of this segment, record in the next. */
-            if (s->next_handle < 0) {
-                if (s->prep_failed && !s->prep_in_flight) {
-                    /* no room for the next segment: refuse, nothing is written */
-                    s->stats.disk_full_refusals += s->prep_err == -ENOSPC;
-                    rmq_list_del(&m->link);
-                    complete(s, m, s->prep_err);
-                    continue;
-                }
-                rmq_store__prep_next(s);
-                prep_advance(s, UINT64_MAX);
+            int ready = next_segment_ready(s);
+
+            if (ready < 0) {
+                /* no room for the next segment: refuse, nothing is written */
+                rmq_list_del(&m->link);
+                complete(s, m, ready);
+                continue;
+            }
+            if (ready == 0) {
                 break;              /* prep_done resumes us */
             }
             b = batch_open(s);
@@ -653,14 +676,9 @@ place_pending(struct rmq_store *s)
             /* only the filler's 8 bytes are written; the rest of the segment stays zero */
             b->end_off = seg_end;
             s->reserved_off = seg_end;
-            batch_submit(s);
-            if (seg_push(s, seg_end, s->next_handle) < 0) {
-                set_error(s, "segment table", -ENOMEM);
+            if (!roll(s, seg_end)) {
                 break;
             }
-            s->next_handle = -1;
-            s->stats.rolls++;
-            rmq_store__prep_next(s);
             continue;
         }
         b = batch_open(s);

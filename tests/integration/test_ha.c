@@ -182,9 +182,10 @@ slave_in_route(const char *topic)
     return id_in_route(topic, "\"1\":");
 }
 
-/* A request without fields to the broker at addr: answered SUCCESS with want in its body. */
-static bool
-body_has(const char *addr, int code, const char *want)
+/* A request without fields to the broker at addr: its body (malloc'd; NULL unless
+ * answered SUCCESS). */
+static char *
+admin_body(const char *addr, int code)
 {
     struct rmq_options o = opts("HA_ADMIN");
     struct rmq_admin *a;
@@ -192,14 +193,25 @@ body_has(const char *addr, int code, const char *want)
     char *body = NULL;
     size_t len = 0;
     int answer = -1;
-    bool yes;
 
     cr_assert_eq(rmq_admin_create(&a, &o), 0);
-    yes = rmq_admin_call(a, addr, code, NULL, NULL, 0, &answer, remark, sizeof(remark), &body,
-                         &len) == 0 &&
-          answer == RMQ_RESP_SUCCESS && body != NULL && strstr(body, want) != NULL;
-    free(body);
+    if (rmq_admin_call(a, addr, code, NULL, NULL, 0, &answer, remark, sizeof(remark), &body,
+                       &len) != 0 || answer != RMQ_RESP_SUCCESS) {
+        free(body);
+        body = NULL;
+    }
     rmq_admin_destroy(a);
+    return body;
+}
+
+/* ... answered SUCCESS with want in its body. */
+static bool
+body_has(const char *addr, int code, const char *want)
+{
+    char *body = admin_body(addr, code);
+    bool yes = body != NULL && strstr(body, want) != NULL;
+
+    free(body);
     return yes;
 }
 
@@ -217,23 +229,16 @@ runtime_says(const char *addr, const char *key, const char *value)
 static long long
 runtime_num(const char *addr, const char *key)
 {
-    struct rmq_options o = opts("HA_ADMIN");
-    struct rmq_admin *a;
-    char remark[256], want[128];
-    char *body = NULL, *at;
-    size_t len = 0;
-    int code = -1;
+    char *body = admin_body(addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO);
+    char want[128];
+    const char *at;
     long long v = -1;
 
-    cr_assert_eq(rmq_admin_create(&a, &o), 0);
     snprintf(want, sizeof(want), "\"%s\":\"", key);
-    if (rmq_admin_call(a, addr, RMQ_REQ_GET_BROKER_RUNTIME_INFO, NULL, NULL, 0, &code, remark,
-                       sizeof(remark), &body, &len) == 0 && body != NULL &&
-        (at = strstr(body, want)) != NULL) {
+    if (body != NULL && (at = strstr(body, want)) != NULL) {
         v = atoll(at + strlen(want));
     }
     free(body);
-    rmq_admin_destroy(a);
     return v;
 }
 
