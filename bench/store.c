@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/util.h"
+#include "store/options.h"
 #include "store/store.h"
 
 #define MAX_RUNS 16
@@ -58,6 +59,7 @@ static void append_one(int i, uint32_t body_len);
 static uint32_t cur_body_len;
 
 static int round_batch;             /* append_run: appends per producer round */
+static int write_mode;              /* RMQ_DISK_WRITE_MMAP or _WRITEV, for store_up */
 static int round_left[MAX_PRODUCERS];   /* appends of a producer's round not yet acked */
 
 static void
@@ -121,8 +123,11 @@ store_up(int flush_type, uint64_t seg_size)
 
     rmq_bench_sh("rm -rf %s", run_dir);
     rmq_bench_sh("mkdir -p %s", run_dir);
-    if (rmq_loop_init(&loop, NULL) < 0 || (disk = rmq_disk_uring_create(&loop, run_dir)) == NULL ||
-        rmq_store_open(&st, &loop, disk, &cfg) < 0) {
+    if (rmq_loop_init(&loop, NULL) < 0 || (disk = rmq_disk_uring_create(&loop, run_dir)) == NULL) {
+        return -1;
+    }
+    rmq_disk_uring_set_write_mode(disk, rmq_store_write_mode(write_mode, flush_type));
+    if (rmq_store_open(&st, &loop, disk, &cfg) < 0) {
         return -1;
     }
     /* let the background preparation of the next segment finish before timing */
@@ -382,6 +387,8 @@ group_commit_run(double secs, uint64_t seg_size, uint64_t *syncs)
     return (double)n / ((double)(end - t0) / 1e9);
 }
 
+static const char *const mode_names[] = {"mmap", "writev", "auto"};  /* RMQ_DISK_WRITE_* */
+
 int
 rmq_bench_store(int argc, char **argv)
 {
@@ -390,20 +397,21 @@ rmq_bench_store(int argc, char **argv)
     uint64_t durable_mib = (uint64_t)rmq_bench_arg_long(argc, argv, "durable-mib", 4096);
     uint64_t seg = (uint64_t)rmq_bench_arg_long(argc, argv, "seg-mib", 1024) << 20;
     long nlat = rmq_bench_arg_long(argc, argv, "sync-samples", 2000);
+    bool do_append = rmq_bench_arg_long(argc, argv, "append", 1) != 0;
     static const uint32_t sizes[] = {128, 1024};
     static const int batches[] = {1, 16, 256};
     int depths[] = {1, (int)RMQ_MIN(rmq_bench_arg_long(argc, argv, "producers", 4), MAX_PRODUCERS)};
-    enum { GC_CYCLES = 300 };
-    double mbs[2][3][2][MAX_RUNS];
-    double rps[2][3][2][MAX_RUNS];
-    double rpw[2][3][MAX_RUNS], cpu[2][3][MAX_RUNS];
-    double ratio[2][3][2][MAX_RUNS];
-    double dur_mbs[2][MAX_RUNS], dur_ratio[2][MAX_RUNS];
+    enum { GC_CYCLES = 300, MODES = 3 };
+    /* [mode][size][batch][depth][run] */
+    static double mbs[MODES][2][3][2][MAX_RUNS], rps[MODES][2][3][2][MAX_RUNS];
+    static double ratio[MODES][2][3][2][MAX_RUNS];
+    static double rpw[MODES][2][3][MAX_RUNS], cpu[MODES][2][3][MAX_RUNS];
+    static double dur_mbs[MODES][2][MAX_RUNS], dur_ratio[MODES][2][MAX_RUNS];
+    static double s50[MODES][MAX_RUNS], s99[MODES][MAX_RUNS], s999[MODES][MAX_RUNS];
+    static double gc[MODES][MAX_RUNS], gc_ratio[MODES][MAX_RUNS], gc_per_sync[MODES][MAX_RUNS];
     double fio[MAX_RUNS], fio_dur[MAX_RUNS];
-    double s50[MAX_RUNS], s99[MAX_RUNS], s999[MAX_RUNS];
     double b50[MAX_RUNS], b99[MAX_RUNS], b999[MAX_RUNS];
-    double gc[MAX_RUNS], gc_ceiling[MAX_RUNS], gc_ratio[MAX_RUNS];
-    double gc_per_sync[MAX_RUNS];
+    double gc_ceiling[MAX_RUNS];
     double mm[2][MAX_RUNS];
     uint64_t *samples = malloc((size_t)RMQ_MAX(nlat, (long)GC_CYCLES) * sizeof(*samples));
     struct rmq_bench_pct pct;
@@ -422,92 +430,127 @@ rmq_bench_store(int argc, char **argv)
          * yet (up to 10x slower here); the baseline is the warm second run */
         (void)fio_run(mib << 20, false);
         fio[r] = fio_run(mib << 20, false);
-        for (int si = 0; si < 2; si++) {
+        /* each configuration runs in both write modes back to back: drift hits both */
+        for (int si = 0; si < 2 && do_append; si++) {
             for (int bi = 0; bi < 3; bi++) {
                 for (int di = 0; di < 2; di++) {
-                    mbs[si][bi][di][r] = append_run(sizes[si], batches[bi], depths[di], mib << 20,
-                                                    false, seg, &fig);
-                    rps[si][bi][di][r] = fig.recs_per_s;
-                    rpw[si][bi][r] = fig.recs_per_write;       /* the last depth's */
-                    cpu[si][bi][r] = fig.cpu_us_per_rec;
-                    ratio[si][bi][di][r] = fio[r] > 0 ? mbs[si][bi][di][r] / fio[r] : 0;
+                    for (int mo = 0; mo < MODES; mo++) {
+                        write_mode = mo;
+                        mbs[mo][si][bi][di][r] = append_run(sizes[si], batches[bi], depths[di],
+                                                            mib << 20, false, seg, &fig);
+                        rps[mo][si][bi][di][r] = fig.recs_per_s;
+                        rpw[mo][si][bi][r] = fig.recs_per_write;   /* the last depth's */
+                        cpu[mo][si][bi][r] = fig.cpu_us_per_rec;
+                        ratio[mo][si][bi][di][r] = fio[r] > 0 ? mbs[mo][si][bi][di][r] / fio[r] : 0;
+                    }
                 }
             }
         }
         if (durable_mib > 0) {
             fio_dur[r] = fio_run(durable_mib << 20, true);
             for (int si = 0; si < 2; si++) {
-                dur_mbs[si][r] = append_run(sizes[si], 256, depths[1], durable_mib << 20, true, seg,
-                                            &fig);
-                dur_ratio[si][r] = fio_dur[r] > 0 ? dur_mbs[si][r] / fio_dur[r] : 0;
+                for (int mo = 0; mo < MODES; mo++) {
+                    write_mode = mo;
+                    dur_mbs[mo][si][r] = append_run(sizes[si], 256, depths[1], durable_mib << 20,
+                                                    true, seg, &fig);
+                    dur_ratio[mo][si][r] = fio_dur[r] > 0 ? dur_mbs[mo][si][r] / fio_dur[r] : 0;
+                }
             }
         }
         for (int si = 0; si < 2; si++) {
             mm[si][r] = mmap_run(sizes[si], mib << 20);
         }
-        sync_latency_run(nlat, seg, samples);
-        rmq_bench_percentiles(samples, (size_t)nlat, &pct);
-        s50[r] = pct.p50_us;
-        s99[r] = pct.p99_us;
-        s999[r] = pct.p999_us;
+        for (int mo = 0; mo < MODES; mo++) {
+            write_mode = mo;
+            sync_latency_run(nlat, seg, samples);
+            rmq_bench_percentiles(samples, (size_t)nlat, &pct);
+            s50[mo][r] = pct.p50_us;
+            s99[mo][r] = pct.p99_us;
+            s999[mo][r] = pct.p999_us;
+        }
         fsync_loop_run(nlat, 1, samples);
         rmq_bench_percentiles(samples, (size_t)nlat, &pct);
         b50[r] = pct.p50_us;
         b99[r] = pct.p99_us;
         b999[r] = pct.p999_us;
-        gc[r] = group_commit_run(3.0, seg, &syncs);
-        gc_per_sync[r] = syncs ? gc[r] * 3.0 / (double)syncs : 0;
         fsync_loop_run(GC_CYCLES, 64, samples);
         rmq_bench_percentiles(samples, GC_CYCLES, &pct);
         gc_ceiling[r] = pct.p50_us > 0 ? 64 / (pct.p50_us / 1e6) : 0;
-        gc_ratio[r] = gc_ceiling[r] > 0 ? gc[r] / gc_ceiling[r] : 0;
+        for (int mo = 0; mo < MODES; mo++) {
+            write_mode = mo;
+            gc[mo][r] = group_commit_run(3.0, seg, &syncs);
+            gc_per_sync[mo][r] = syncs ? gc[mo][r] * 3.0 / (double)syncs : 0;
+            gc_ratio[mo][r] = gc_ceiling[r] > 0 ? gc[mo][r] / gc_ceiling[r] : 0;
+        }
     }
     rmq_bench_sh("rm -rf %s", base_dir);
 
+#define MED(a) rmq_bench_median((a), (size_t)runs)
     printf("store: %llu MiB per append run, %llu MiB segments, median of %ld runs, dir %s\n",
            (unsigned long long)mib, (unsigned long long)(seg >> 20), runs, base_dir);
+    printf("write modes (commitLogWriteMode): mmap = copied into the segment's mapping on the "
+           "loop thread; writev = io_uring writev from the callers' buffers (a kernel worker "
+           "copies); auto = mmap under 128 KiB while no writev is in flight, else writev\n");
     printf("in page cache: fio sequential buffered write (bs=1m, %llu MiB): %.0f MB/s\n",
-           (unsigned long long)mib, rmq_bench_median(fio, (size_t)runs));
-    printf("%-8s %6s | %-30s | %d %-46s\n", "", "", "1 producer in flight", depths[1],
-           "producers in flight");
-    printf("%-8s %6s | %10s %10s %8s | %10s %10s %8s %8s %8s\n", "record", "batch",
-           "records/s", "MB/s", "vs fio", "records/s", "MB/s", "vs fio", "rec/wr", "cpu us");
+           (unsigned long long)mib, MED(fio));
+    printf("%-6s %5s | %-32s | %-45s | %s\n", "", "", "1 producer: records/s",
+           "4 producers: MB/s (vs fio)", "cpu us/record, 4 producers");
+    printf("%-6s %5s |", "record", "batch");
+    for (int k = 0; k < 2; k++) {
+        for (int mo = 0; mo < MODES; mo++) {
+            printf(" %*s", k == 0 ? 10 : 14, mode_names[mo]);
+        }
+        printf(" |");
+    }
+    for (int mo = 0; mo < MODES; mo++) {
+        printf(" %6s", mode_names[mo]);
+    }
+    printf("\n");
     for (int si = 0; si < 2; si++) {
         for (int bi = 0; bi < 3; bi++) {
-            printf("%-8u %6d", sizes[si] + 0, batches[bi]);
-            for (int di = 0; di < 2; di++) {
-                printf(" | %10.0f %10.0f %8.2f", rmq_bench_median(rps[si][bi][di], (size_t)runs),
-                       rmq_bench_median(mbs[si][bi][di], (size_t)runs),
-                       rmq_bench_median(ratio[si][bi][di], (size_t)runs));
+            printf("%-6u %5d |", sizes[si] + 0, batches[bi]);
+            for (int mo = 0; mo < MODES; mo++) {
+                printf(" %10.0f", MED(rps[mo][si][bi][0]));
             }
-            printf(" %8.1f %8.2f\n", rmq_bench_median(rpw[si][bi], (size_t)runs),
-                   rmq_bench_median(cpu[si][bi], (size_t)runs));
+            printf(" |");
+            for (int mo = 0; mo < MODES; mo++) {
+                printf(" %7.0f (%4.2f)", MED(mbs[mo][si][bi][1]), MED(ratio[mo][si][bi][1]));
+            }
+            printf(" |");
+            for (int mo = 0; mo < MODES; mo++) {
+                printf(" %6.2f", MED(cpu[mo][si][bi]));
+            }
+            printf("   (%.0f rec/write)\n", MED(rpw[1][si][bi]));
         }
     }
-    printf("rec/wr: records per write syscall; cpu us: process CPU per record, the kernel's "
-           "io-wq writers included\n");
+    printf("rec/write: records per store write (writev, 4 producers); cpu us: process CPU per "
+           "record, the kernel's io-wq workers included\n");
     if (durable_mib > 0) {
         printf("to disk, %llu MiB, clock stops when all is flushed: fio (end_fsync=1) %.0f MB/s\n",
-               (unsigned long long)durable_mib, rmq_bench_median(fio_dur, (size_t)runs));
+               (unsigned long long)durable_mib, MED(fio_dur));
         for (int si = 0; si < 2; si++) {
-            printf("  %4u B records, batch 256, %d producers: %.0f MB/s, %.2f of fio\n",
-                   sizes[si], depths[1], rmq_bench_median(dur_mbs[si], (size_t)runs),
-                   rmq_bench_median(dur_ratio[si], (size_t)runs));
+            printf("  %4u B records, batch 256, %d producers:", sizes[si], depths[1]);
+            for (int mo = 0; mo < MODES; mo++) {
+                printf(" %s %.0f MB/s (%.2f of fio)%s", mode_names[mo], MED(dur_mbs[mo][si]),
+                       MED(dur_ratio[mo][si]), mo + 1 < MODES ? "," : "\n");
+            }
         }
     }
-    printf("memcpy into an mmap'd segment (same per-record work): 128 B %.0f MB/s, "
-           "1 KiB %.0f MB/s\n", rmq_bench_median(mm[0], (size_t)runs),
-           rmq_bench_median(mm[1], (size_t)runs));
-    printf("SYNC_FLUSH, 1 KiB, one appender      p50 %7.1f us  p99 %7.1f us  p999 %7.1f us\n",
-           rmq_bench_median(s50, (size_t)runs), rmq_bench_median(s99, (size_t)runs),
-           rmq_bench_median(s999, (size_t)runs));
-    printf("write+fdatasync loop (baseline)      p50 %7.1f us  p99 %7.1f us  p999 %7.1f us\n",
-           rmq_bench_median(b50, (size_t)runs), rmq_bench_median(b99, (size_t)runs),
-           rmq_bench_median(b999, (size_t)runs));
-    printf("SYNC_FLUSH group commit, 64 appenders: %.0f records/s (%.1f records per fdatasync)\n",
-           rmq_bench_median(gc, (size_t)runs), rmq_bench_median(gc_per_sync, (size_t)runs));
-    printf("  ceiling 64 / p50(write of 64 records + fdatasync): %.0f records/s; ratio %.2f\n",
-           rmq_bench_median(gc_ceiling, (size_t)runs), rmq_bench_median(gc_ratio, (size_t)runs));
+    printf("bare memcpy into an mmap'd segment (per-record work, no store): 128 B %.0f MB/s, "
+           "1 KiB %.0f MB/s\n", MED(mm[0]), MED(mm[1]));
+    for (int mo = 0; mo < MODES; mo++) {
+        printf("SYNC_FLUSH, 1 KiB, one appender, %-6s p50 %7.1f us  p99 %7.1f us  p999 %7.1f us\n",
+               mode_names[mo], MED(s50[mo]), MED(s99[mo]), MED(s999[mo]));
+    }
+    printf("write+fdatasync loop (baseline)        p50 %7.1f us  p99 %7.1f us  p999 %7.1f us\n",
+           MED(b50), MED(b99), MED(b999));
+    printf("SYNC_FLUSH group commit, 64 appenders, 1 KiB; ceiling 64 / p50(write of 64 records + "
+           "fdatasync) = %.0f records/s\n", MED(gc_ceiling));
+    for (int mo = 0; mo < MODES; mo++) {
+        printf("  %-6s %8.0f records/s (%.1f records per fdatasync), %.2f of the ceiling\n",
+               mode_names[mo], MED(gc[mo]), MED(gc_per_sync[mo]), MED(gc_ratio[mo]));
+    }
+#undef MED
     free(samples);
     return errors ? 1 : 0;
 }

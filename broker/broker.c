@@ -456,6 +456,8 @@ open_store(struct rmq_broker *b)
     if (b->disk == NULL) {
         return -ENOMEM;
     }
+    rmq_disk_uring_set_write_mode(b->disk, rmq_store_write_mode(b->cfg.store.commitLogWriteMode,
+                                                                scfg.flush_type));
     ret = rmq_store_open(&b->store, b->loop, b->disk, &scfg);
     if (ret < 0) {
         b->store = NULL;

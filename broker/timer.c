@@ -746,6 +746,9 @@ rmq_broker__timer_init(struct rmq_broker *b)
     if (b->timer_disk == NULL) {
         return -ENOMEM;
     }
+    rmq_disk_uring_set_write_mode(b->timer_disk,
+                                  rmq_store_write_mode(b->cfg.store.commitLogWriteMode,
+                                                       cfg.flush_type));
     ret = rmq_store_open(&b->timer_store, b->loop, b->timer_disk, &cfg);
     if (ret < 0) {
         b->timer_store = NULL;

@@ -2,15 +2,29 @@
  * The commitlog: single writer, batched vectored writes, group commit, recovery.
  * See store.h for the contract and store_int.h for the state.
  *
- * Why vectored writes from the callers' buffers rather than memcpy into an mmap'd
- * segment: a body is never copied in user space, the write is one SQE per batch,
- * and a failed write comes back as an error code instead of a SIGBUS. Measured
- * (rmq-bench store, ext4 on this VM, same per-record work incl. body CRC, 256
- * records per batch, medians of 3 runs): writev 1449 MB/s vs mmap+memcpy 655 MB/s
- * for 1 KiB records, 520 vs 548 MB/s for 128 B. Heads and
- * tails (topic, properties) are small and are built in the batch's scratch area,
- * laid out so that one record's tail and the next record's head are adjacent: two
- * iovecs per record (head+previous tail, body).
+ * How a batch reaches the page cache (commitLogWriteMode, store/disk.h). Either way a
+ * body is copied exactly once, from the buffer it was received into straight into the
+ * page cache: heads and tails (topic, properties) are built in the batch's scratch
+ * area, laid out so that one record's tail and the next record's head are adjacent
+ * (two iovecs per record: head+previous tail, body); no staging copy.
+ * - writev: one io_uring writev per segment the batch touches. ext4 has no
+ *   non-blocking buffered writes, so each is a kernel worker's write: two thread
+ *   wake-ups (~15-20 us here) per write, but the copy runs beside the loop.
+ * - mmap: the disk copies the iovecs into a writable mapping of the segment on the
+ *   loop's thread and completes through a NOP: no wake-up; the copy costs the loop.
+ * - auto (default): copy writes under 128 KiB while no writev is in flight, hand the
+ *   others to the worker; under SYNC_FLUSH always writev (rmq_store_write_mode).
+ * Measured (rmq-bench store, ext4 on a 2-vCPU VM, 256 MiB per run, medians of 3 runs,
+ * all modes in the same run, 2026-11-30): records/s with one producer, batches of 1:
+ * 128 B mmap 477k, writev 57k, auto 483k; 1 KiB 197k / 47k / 193k; batches of 16,
+ * 1 KiB: 677k / 276k / 740k. Four producers, batches of 256, 1 KiB: mmap 1974 MB/s,
+ * writev 2454, auto 2442 (the worker's copy in parallel wins once writes are large).
+ * SYNC_FLUSH, one appender, p50: mmap 177 us, writev 127 us (each fdatasync
+ * write-protects the page the next copy lands on: a fault per append). A failed
+ * write is an error code either way; under mmap a SIGBUS in the copy (a page that
+ * cannot be read back) is caught and becomes -EIO. An earlier measurement (655 MB/s
+ * for mmap+memcpy against 1449 for writev) was taken before rmq-bench warmed the VM's
+ * memory; it does not reproduce.
  *
  * Invariants (rmq_store__check): flushed_off <= written_off <= reserved_off; the
  * in-flight batches are in log order and contiguous; written_off only moves over

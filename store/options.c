@@ -15,6 +15,8 @@
 #define OPT(field) offsetof(struct rmq_store_options, field)
 
 static const char *const flush_types[] = {"ASYNC_FLUSH", "SYNC_FLUSH", NULL};
+/* indexes are RMQ_DISK_WRITE_MMAP, _WRITEV and _AUTO */
+static const char *const write_modes[] = {"mmap", "writev", "auto", NULL};
 
 const struct rmq_config_key rmq_store_option_keys[] = {
     {"storePathRootDir", RMQ_CONFIG_STR, OPT(storePathRootDir), RMQ_STORE_PATH_MAX, "./data",
@@ -28,6 +30,10 @@ const struct rmq_config_key rmq_store_option_keys[] = {
      "bytes per consume queue file (a multiple of 20)"},
     {"flushDiskType", RMQ_CONFIG_ENUM, OPT(flushDiskType), 0, "ASYNC_FLUSH", 0, 0, flush_types,
      "when a send is acknowledged: written (ASYNC) or fdatasync'd (SYNC)"},
+    {"commitLogWriteMode", RMQ_CONFIG_ENUM, OPT(commitLogWriteMode), 0, "auto", 0, 0,
+     write_modes, "how records reach the page cache: mmap (copied into the segment's "
+     "mapping by the store's thread), writev (io_uring writes from the receive buffers, "
+     "copied by a kernel worker) or auto (writes under 128 KiB copied while no writev is in flight, others writev)"},
     {"flushIntervalCommitLog", RMQ_CONFIG_I64, OPT(flushIntervalCommitLog), 0, "500", 1, 60000,
      NULL, "ASYNC_FLUSH: ms between flushes"},
     {"flushCommitLogLeastPages", RMQ_CONFIG_I64, OPT(flushCommitLogLeastPages), 0, "4", 1,
@@ -172,4 +178,16 @@ rmq_store_options_commitlog_dir(const struct rmq_store_options *o, char *out, si
     } else {
         snprintf(out, len, "%s/commitlog", o->storePathRootDir);
     }
+}
+
+int
+rmq_store_write_mode(int configured, int flush_type)
+{
+    /* SYNC_FLUSH: every write is followed by an fdatasync that write-protects the page
+     * the next write goes on, so a copy faults each time; measured 10-25 us slower at
+     * p50 than writev for one appender (rmq-bench store) */
+    if (configured == RMQ_DISK_WRITE_AUTO && flush_type == RMQ_FLUSH_SYNC) {
+        return RMQ_DISK_WRITE_WRITEV;
+    }
+    return configured;
 }

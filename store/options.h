@@ -20,6 +20,7 @@ struct rmq_store_options {
     int64_t mappedFileSizeCommitLog;
     int64_t mappedFileSizeConsumeQueue;
     int flushDiskType;                              /* index: ASYNC_FLUSH, SYNC_FLUSH */
+    int commitLogWriteMode;                         /* RMQ_DISK_WRITE_MMAP, _WRITEV, _AUTO */
     int64_t flushIntervalCommitLog;
     int64_t flushCommitLogLeastPages;
     int64_t syncFlushTimeout;
@@ -45,6 +46,10 @@ int rmq_store_options_apply(const struct rmq_store_options *o, struct rmq_store_
 
 /* deleteWhen ("04", "01;04") as a bit mask of hours; -1 when malformed. */
 int64_t rmq_store_delete_when_mask(const char *s);
+
+/* The disk write mode to use (RMQ_DISK_WRITE_*) for commitLogWriteMode and flushDiskType:
+ * auto under SYNC_FLUSH is writev. */
+int rmq_store_write_mode(int configured, int flush_type);
 
 /* The commitlog directory these options name (storePathCommitLog or the root's). */
 void rmq_store_options_commitlog_dir(const struct rmq_store_options *o, char *out, size_t len);

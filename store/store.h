@@ -6,7 +6,9 @@
  * keeps it and its body alive until done runs. Appends of one loop iteration form
  * a batch: heads and tails are built in the batch's scratch area, bodies are
  * referenced where they lie, and the batch goes to the disk as one vectored write
- * per segment it touches. No body is copied.
+ * per segment it touches. A body is copied once, from where it lies into the page
+ * cache (by the kernel's write or by the disk's copy into the segment's mapping: see
+ * commitLogWriteMode in commitlog.c), never into a staging buffer.
  *
  * Watermarks (offsets in the whole log):
  *   flushed <= written <= reserved

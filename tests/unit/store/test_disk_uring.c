@@ -31,6 +31,19 @@ static char dir[64];
 static struct rmq_loop loop;
 static struct rmq_disk *disk;
 static struct rmq_store *st;
+static int write_mode = RMQ_DISK_WRITE_AUTO;    /* the default; some tests take another */
+
+/* The real disk in the mode under test. */
+static struct rmq_disk *
+disk_new(void)
+{
+    struct rmq_disk *d = rmq_disk_uring_create(&loop, dir);
+
+    if (d != NULL) {
+        rmq_disk_uring_set_write_mode(d, write_mode);
+    }
+    return d;
+}
 
 struct amsg {
     struct rmq_store_msg m;
@@ -74,7 +87,7 @@ store_up(const struct rmq_store_config *cfg)
 
     c.root_dir = dir;
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    disk = rmq_disk_uring_create(&loop, dir);
+    disk = disk_new();
     cr_assert_not_null(disk);
     cr_assert_eq(rmq_store_open(&st, &loop, disk, &c), 0);
 }
@@ -141,7 +154,8 @@ verify(int n)
     }
 }
 
-Test(disk_uring, segments_roll_persist_and_reopen)
+static void
+roll_persist_reopen(void)
 {
     struct rmq_store_config cfg = {.seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC};
     uint64_t end;
@@ -168,6 +182,17 @@ Test(disk_uring, segments_roll_persist_and_reopen)
     cr_assert_eq(msgs[1000].m.rec.phys_off, (int64_t)end);
     cr_assert_eq(msgs[1000].m.rec.queue_off, 250);
     store_down();
+}
+
+Test(disk_uring, segments_roll_persist_and_reopen)
+{
+    roll_persist_reopen();
+}
+
+Test(disk_uring, segments_roll_persist_and_reopen_with_writev)
+{
+    write_mode = RMQ_DISK_WRITE_WRITEV;
+    roll_persist_reopen();
 }
 
 Test(disk_uring, torn_tail_is_zeroed_on_reopen)
@@ -243,7 +268,7 @@ child_main(uint32_t first_seq)
 
     int ret = rmq_loop_init(&loop, NULL);
 
-    if (ret < 0 || (disk = rmq_disk_uring_create(&loop, dir)) == NULL ||
+    if (ret < 0 || (disk = disk_new()) == NULL ||
         (ret = rmq_store_open(&st, &loop, disk, &cfg)) < 0) {
         fprintf(stderr, "child: store not opened: %s err=%d\n", disk == NULL ? "loop/disk" : "open",
                 ret);
@@ -266,7 +291,8 @@ child_main(uint32_t first_seq)
     }
 }
 
-Test(disk_uring, kill_9_under_sync_flush_loses_no_acknowledged_record, .timeout = 120)
+static void
+kill_9_cycles(void)
 {
 #define PER_CYCLE 10000
     static struct ack acks[20 * PER_CYCLE];
@@ -367,6 +393,17 @@ Test(disk_uring, kill_9_under_sync_flush_loses_no_acknowledged_record, .timeout 
     }
 }
 
+Test(disk_uring, kill_9_under_sync_flush_loses_no_acknowledged_record, .timeout = 120)
+{
+    kill_9_cycles();
+}
+
+Test(disk_uring, kill_9_under_sync_flush_loses_no_acknowledged_record_with_writev, .timeout = 120)
+{
+    write_mode = RMQ_DISK_WRITE_WRITEV;
+    kill_9_cycles();
+}
+
 /*
  * A real full disk: a 6 MiB tmpfs mounted in a private mount namespace (a child
  * process; unprivileged through a user namespace when not root). Appends run into
@@ -437,7 +474,7 @@ full_disk_child(void)
     }
     close(fd);
     cfg.root_dir = dir;
-    if (rmq_loop_init(&loop, NULL) < 0 || (disk = rmq_disk_uring_create(&loop, dir)) == NULL ||
+    if (rmq_loop_init(&loop, NULL) < 0 || (disk = disk_new()) == NULL ||
         rmq_store_open(&st, &loop, disk, &cfg) < 0) {
         return 12;
     }
@@ -482,7 +519,8 @@ full_disk_child(void)
     return 0;
 }
 
-Test(disk_uring, full_disk_refuses_appends_and_resumes_when_space_returns)
+static void
+full_disk(void)
 {
     int status = 0;
     pid_t pid = fork();
@@ -494,6 +532,17 @@ Test(disk_uring, full_disk_refuses_appends_and_resumes_when_space_returns)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit status %d (see stderr)",
               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+Test(disk_uring, full_disk_refuses_appends_and_resumes_when_space_returns)
+{
+    full_disk();
+}
+
+Test(disk_uring, full_disk_refuses_appends_and_resumes_when_space_returns_with_writev)
+{
+    write_mode = RMQ_DISK_WRITE_WRITEV;
+    full_disk();
 }
 
 Test(disk_uring, closing_abandons_a_segment_preparation_and_the_log_reopens)
@@ -538,7 +587,7 @@ Test(disk_uring, a_segment_is_pre_written_a_lead_ahead_of_a_busy_writer_and_whol
     uint64_t deadline, target = 0;
 
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    disk = rmq_disk_uring_create(&loop, dir);
+    disk = disk_new();
     cr_assert_not_null(disk);
     disk->ops->prepare(disk, size, size, &w.req);
     /* a writer moving 64 KiB every 2 ms: the zeros stay about a lead ahead of it */
@@ -574,7 +623,7 @@ Test(disk_uring, cancelling_a_preparation_completes_it_through_the_ring)
     uint64_t deadline = rmq_clock_mono_ns() + 30000000000ull;
 
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    disk = rmq_disk_uring_create(&loop, dir);
+    disk = disk_new();
     cr_assert_not_null(disk);
     disk->ops->prepare(disk, 0, size, &w.req);
     for (int i = 0; i < 50 && !w.done; i++) {
@@ -588,6 +637,33 @@ Test(disk_uring, cancelling_a_preparation_completes_it_through_the_ring)
     }
     cr_assert(w.done);
     cr_assert_eq(w.res, -ECANCELED);
+    rmq_disk_uring_destroy(disk);
+    rmq_loop_fini(&loop);
+}
+
+/*
+ * mmap writes: a segment cut short behind the store's back makes the copy fault
+ * (SIGBUS). The append fails with -EIO, the error is sticky, the process lives on.
+ */
+Test(disk_uring, a_fault_under_a_mapped_write_fails_the_append_and_the_process_lives)
+{
+    write_mode = RMQ_DISK_WRITE_MMAP;
+    struct rmq_store_config cfg = {.seg_size = SEG, .flush_type = RMQ_FLUSH_SYNC};
+    char path[128];
+
+    store_up(&cfg);
+    append_n(0, 10);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(msgs[i].status, 0);
+    }
+    snprintf(path, sizeof(path), "%s/%020u", dir, 0u);
+    cr_assert_eq(truncate(path, 0), 0);
+    append_n(10, 1);
+    cr_assert_eq(msgs[10].status, -EIO, "status %d", msgs[10].status);
+    append_n(11, 1);
+    cr_assert_eq(msgs[11].status, -EIO, "status %d (sticky)", msgs[11].status);
+    (void)rmq_store_close_wait(st, 10000000000ull);
+    rmq_store_destroy(st);
     rmq_disk_uring_destroy(disk);
     rmq_loop_fini(&loop);
 }

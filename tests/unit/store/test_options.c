@@ -82,3 +82,24 @@ Test(store_options, delete_when_hours)
     cr_assert_eq(rmq_store_delete_when_mask("04,05"), -1);
     cr_assert_eq(rmq_store_delete_when_mask(""), -1);
 }
+
+Test(store_options, commit_log_write_mode)
+{
+    struct rmq_config_spec s = store_spec();
+    struct rmq_store_options o;
+    char err[256];
+    char *mm[] = {"rmq-broker", "--commitLogWriteMode=mmap", NULL};
+    char *bad[] = {"rmq-broker", "--commitLogWriteMode=direct", NULL};
+
+    cr_assert_eq(rmq_config_defaults(&s, &o, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(o.commitLogWriteMode, RMQ_DISK_WRITE_AUTO);
+    /* auto copies small writes under ASYNC_FLUSH, writes through the ring under SYNC */
+    cr_assert_eq(rmq_store_write_mode(o.commitLogWriteMode, RMQ_FLUSH_ASYNC), RMQ_DISK_WRITE_AUTO);
+    cr_assert_eq(rmq_store_write_mode(o.commitLogWriteMode, RMQ_FLUSH_SYNC), RMQ_DISK_WRITE_WRITEV);
+    cr_assert_eq(rmq_config_parse_args(&s, &o, 2, mm, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(o.commitLogWriteMode, RMQ_DISK_WRITE_MMAP);
+    /* an explicit choice is kept under either flush type */
+    cr_assert_eq(rmq_store_write_mode(o.commitLogWriteMode, RMQ_FLUSH_SYNC), RMQ_DISK_WRITE_MMAP);
+    cr_assert_eq(rmq_config_parse_args(&s, &o, 2, bad, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "commitLogWriteMode"), "%s", err);
+}
