@@ -11,7 +11,8 @@
  *   non-blocking buffered writes, so each is a kernel worker's write: two thread
  *   wake-ups (~15-20 us here) per write, but the copy runs beside the loop.
  * - mmap: the disk copies the iovecs into a writable mapping of the segment on the
- *   loop's thread and completes through a NOP: no wake-up; the copy costs the loop.
+ *   loop's thread and completes in a deferred callback (before the same iteration's
+ *   submit): no wake-up; the copy costs the loop.
  * - auto (default): copy writes under 128 KiB while no writev is in flight, hand the
  *   others to the worker; under SYNC_FLUSH always writev (rmq_store_write_mode).
  * Measured (rmq-bench store, ext4 on a 2-vCPU VM, 256 MiB per run, medians of 3 runs,

@@ -31,6 +31,7 @@ struct rmq_disk_req {
     struct rmq_op op;               /* used by the io_uring table */
     struct rmq_link link;           /* used by the fake */
     struct rmq_disk *disk;          /* io_uring table: where a writev went */
+    struct rmq_deferred deferred;   /* io_uring table: a copied write's completion */
     int32_t res;                    /* fake, mmap writes: result to deliver */
 };
 
@@ -80,12 +81,13 @@ struct rmq_disk {
 struct rmq_disk *rmq_disk_uring_create(struct rmq_loop *loop, const char *dir);
 void rmq_disk_uring_destroy(struct rmq_disk *d);
 
-/* How writev reaches the page cache (commitLogWriteMode). MMAP: copied into a writable
- * shared mapping of the segment on the loop's thread, completed through a NOP (no
- * worker thread, no wake-ups). WRITEV: an io_uring writev from the callers' buffers (on
- * ext4 a worker thread's write: the copy runs beside the loop, after a wake-up). AUTO,
- * the default: writes under 128 KiB are copied while no writev is in flight, others go to the worker. See
- * store/commitlog.c's header for the measurements behind it. */
+/* How writev reaches the page cache (commitLogWriteMode). MMAP: copied into a
+ * writable shared mapping of the segment on the loop's thread, completed by a deferred
+ * callback (no worker thread, no wake-ups). WRITEV: an io_uring writev from the
+ * callers' buffers (on ext4 a worker thread's write: the copy runs beside the loop,
+ * after a wake-up). AUTO, the default: writes under 128 KiB are copied while no writev
+ * is in flight, others go to the worker. See store/commitlog.c's header for the
+ * measurements behind it. */
 enum { RMQ_DISK_WRITE_MMAP = 0, RMQ_DISK_WRITE_WRITEV = 1, RMQ_DISK_WRITE_AUTO = 2 };
 void rmq_disk_uring_set_write_mode(struct rmq_disk *d, int mode);
 /* Zeros written so far into the segment being prepared (0 when none is). */

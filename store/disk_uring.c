@@ -17,12 +17,14 @@
  * a chunk at a time while it stays still, so a burst after a quiet spell finds its
  * segment ready and pays no first touch.
  * Writes (rmq_disk_uring_set_write_mode): an io_uring writev, or a copy into a
- * writable mapping of the segment done on the loop's thread with a NOP for completion.
+ * writable mapping of the segment done on the loop's thread, completed by a deferred
+ * callback.
  * The mapped path makes two syscalls outside the ring, neither of them I/O: mmap once
  * per segment and madvise(DONTNEED) of the pages a copy filled (see mmap_writev); its
- * readahead, a fadvise(WILLNEED) per MiB, goes through the ring. A copy still faults once per new page (the
- * page is in the cache: prepared above), in the loop; a page the kernel evicted would
- * be read back inside that fault, which the readahead a window ahead prevents.
+ * readahead, a fadvise(WILLNEED) per MiB, goes through the ring. A copy still faults
+ * once per new page (the page is in the cache: prepared above), in the loop; a page
+ * the kernel evicted would be read back inside that fault, which the readahead a
+ * window ahead prevents.
  * The synchronous calls run only during start-up recovery.
  */
 #include "store/disk.h"
@@ -491,16 +493,16 @@ readahead_next(struct udisk *d, int h, uint64_t end)
 }
 
 static void
-mmap_write_done(struct rmq_op *op, int32_t res, uint32_t flags)
+mmap_write_done(struct rmq_deferred *dc)
 {
-    struct rmq_disk_req *req = rmq_container_of(op, struct rmq_disk_req, op);
+    struct rmq_disk_req *req = rmq_container_of(dc, struct rmq_disk_req, deferred);
 
-    (void)flags;
-    req->done(req, res < 0 ? res : req->res);
+    req->done(req, req->res);
 }
 
-/* The copy is done now; the completion comes through the ring (a NOP) like any
- * other, never inline. */
+/* The copy is done now; the completion runs as a deferred callback: never inline, and
+ * still before this iteration's submit, so whatever it starts (acknowledgements, the
+ * HA send, an fdatasync) leaves in the same io_uring_enter. */
 static void
 mmap_writev(struct udisk *d, int h, uint64_t off, const struct iovec *iov, int cnt,
             struct rmq_disk_req *req)
@@ -508,7 +510,6 @@ mmap_writev(struct udisk *d, int h, uint64_t off, const struct iovec *iov, int c
     struct useg *g = &d->segs[h];
     uint64_t len = 0;
     uint8_t *map;
-    struct io_uring_sqe *sqe;
 
     for (int i = 0; i < cnt; i++) {
         len += iov[i].iov_len;
@@ -540,10 +541,9 @@ mmap_writev(struct udisk *d, int h, uint64_t off, const struct iovec *iov, int c
                       (unsigned long long)len);
         }
     }
-    rmq_op_init(&req->op, mmap_write_done);
-    sqe = rmq_loop_sqe(d->base.loop, &req->op);
-    io_uring_prep_nop(sqe);
-    rmq_loop_commit(d->base.loop, &req->op, sqe);
+    rmq_list_init(&req->deferred.link);
+    req->deferred.fn = mmap_write_done;
+    rmq_loop_defer(d->base.loop, &req->deferred);
 }
 
 static void
