@@ -17,10 +17,11 @@
  *   others to the worker; under SYNC_FLUSH always writev (rmq_store_write_mode).
  * Measured (rmq-bench store, ext4 on a 2-vCPU VM, 256 MiB per run, medians of 3 runs,
  * all modes in the same run, 2026-11-30): records/s with one producer, batches of 1:
- * 128 B mmap 477k, writev 57k, auto 483k; 1 KiB 197k / 47k / 193k; batches of 16,
- * 1 KiB: 677k / 276k / 740k. Four producers, batches of 256, 1 KiB: mmap 1974 MB/s,
- * writev 2454, auto 2442 (the worker's copy in parallel wins once writes are large).
- * SYNC_FLUSH, one appender, p50: mmap 177 us, writev 127 us (each fdatasync
+ * 128 B mmap 2644k, writev 62k, auto 2586k; 1 KiB 985k / 51k / 1095k (a copied write
+ * needs no syscall at all: the next append runs in the same iteration); batches of 16,
+ * 1 KiB: 1527k / 320k / 1480k. Four producers, batches of 256, 1 KiB: mmap 2141 MB/s,
+ * writev 2280, auto 2221 (the worker's copy in parallel catches up once writes are
+ * large). SYNC_FLUSH, one appender, p50: mmap 162 us, writev 105 us (each fdatasync
  * write-protects the page the next copy lands on: a fault per append). A failed
  * write is an error code either way; under mmap a SIGBUS in the copy (a page that
  * cannot be read back) is caught and becomes -EIO. An earlier measurement (655 MB/s
