@@ -20,7 +20,8 @@
  * writable mapping of the segment done on the loop's thread, completed by a deferred
  * callback.
  * The mapped path makes two syscalls outside the ring, neither of them I/O: mmap once
- * per segment and madvise(DONTNEED) of the pages a copy filled (see mmap_writev); its
+ * per segment and madvise(DONTNEED) of the pages a copy filled (see mmap_writev; the
+ * ring's MADVISE always runs on a worker: the wake-up this path exists to avoid); its
  * readahead, a fadvise(WILLNEED) per MiB, goes through the ring. A copy still faults
  * once per new page (the page is in the cache: prepared above), in the loop; a page
  * the kernel evicted would be read back inside that fault, which the readahead a
