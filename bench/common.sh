@@ -11,6 +11,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# standalone_broker DIR [ARGS...]: a standalone broker (embedded NameServer, any free ports,
+# data and log under DIR) added to $pids; sets $broker_pid and $broker_ns (host:port).
+standalone_broker() {
+    local dir=$1 log="$1/broker.log"
+    shift
+    mkdir -p "$dir"
+    build/bin/rmq-broker --standalone --listenPort=0 --namesrvListenPort=0 \
+        --bindAddress=127.0.0.1 --brokerIP1=127.0.0.1 --storePathRootDir="$dir/data" "$@" \
+        2>"$log" & broker_pid=$!
+    pids+=($broker_pid)
+    for _ in $(seq 100); do grep -q "namesrv_port=" "$log" && break; sleep 0.1; done
+    broker_ns="127.0.0.1:$(grep -o 'namesrv_port=[0-9]*' "$log" | cut -d= -f2)"
+}
+
 # num FIELD: a number out of the JSON read on stdin
 num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" | head -1; }
 # median V...: the median of the values (empty for none)

@@ -71,15 +71,9 @@ limits() {
 
 # ---- ringmq ------------------------------------------------------------------------------------
 ringmq() { # ringmq ASYNC_FLUSH|SYNC_FLUSH: fills R_<flush>_* variables
-    local flush=$1 dir="$work/ringmq-$1-$run" log ns
-    mkdir -p "$dir"
-    log="$dir/broker.log"
-    build/bin/rmq-broker --standalone --listenPort=0 --namesrvListenPort=0 \
-        --bindAddress=127.0.0.1 --brokerIP1=127.0.0.1 --flushDiskType="$flush" \
-        --storePathRootDir="$dir/data" 2>"$log" & local pid=$!
-    pids+=($pid)
-    for _ in $(seq 100); do grep -q "namesrv_port=" "$log" && break; sleep 0.1; done
-    ns="127.0.0.1:$(grep -o 'namesrv_port=[0-9]*' "$log" | cut -d= -f2)"
+    local flush=$1 ns pid
+    standalone_broker "$work/ringmq-$1-$run" --flushDiskType="$flush"
+    pid=$broker_pid ns=$broker_ns
     local common="--namesrv=$ns --topic=Compare --json"
     $RB produce $common --queues=8 --count=1000 --mode=sync >/dev/null
     local one=$($RB produce $common --count=$LAT_COUNT --mode=sync)

@@ -19,15 +19,9 @@ source bench/common.sh writemode-bench
 
 declare -A V
 one_round() { # one_round MODE ROUND
-    local mode=$1 dir="$work/$1-$2" log ns pid out
-    mkdir -p "$dir"
-    log="$dir/broker.log"
-    build/bin/rmq-broker --standalone --listenPort=0 --namesrvListenPort=0 \
-        --bindAddress=127.0.0.1 --brokerIP1=127.0.0.1 --commitLogWriteMode="$mode" \
-        --storePathRootDir="$dir/data" 2>"$log" & pid=$!
-    pids+=($pid)
-    for _ in $(seq 100); do grep -q "namesrv_port=" "$log" && break; sleep 0.1; done
-    ns="127.0.0.1:$(grep -o 'namesrv_port=[0-9]*' "$log" | cut -d= -f2)"
+    local mode=$1 dir="$work/$1-$2" ns pid out
+    standalone_broker "$dir" --commitLogWriteMode="$mode"
+    pid=$broker_pid ns=$broker_ns
     local common="--namesrv=$ns --topic=WriteMode --json"
     $RB produce $common --queues=8 --count=1000 --mode=sync >/dev/null
     out=$($RB produce $common --count="$LAT_COUNT" --mode=sync --size=1024)

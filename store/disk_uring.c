@@ -505,18 +505,17 @@ mmap_write_done(struct rmq_deferred *dc)
  * still before this iteration's submit, so whatever it starts (acknowledgements, the
  * HA send, an fdatasync) leaves in the same io_uring_enter. */
 static void
-mmap_writev(struct udisk *d, int h, uint64_t off, const struct iovec *iov, int cnt,
-            struct rmq_disk_req *req)
+mmap_writev(struct udisk *d, int h, uint64_t off, uint64_t len, const struct iovec *iov,
+            int cnt, struct rmq_disk_req *req)
 {
     struct useg *g = &d->segs[h];
-    uint64_t len = 0;
     uint8_t *map;
 
-    for (int i = 0; i < cnt; i++) {
-        len += iov[i].iov_len;
-    }
     if (off > g->size || len > g->size - off) {
         req->res = -EINVAL;
+        RMQ_ERROR("store: write past segment %020llu refused: %llu bytes at %llu, size %llu",
+                  (unsigned long long)g->start, (unsigned long long)len,
+                  (unsigned long long)off, (unsigned long long)g->size);
     } else if ((map = wmap_get(d, h)) == NULL) {
         req->res = -errno;
         RMQ_ERROR("store: mapping segment %020llu for writing failed err=%s",
@@ -564,17 +563,17 @@ u_writev(struct rmq_disk *base, int h, uint64_t off, const struct iovec *iov, in
     struct udisk *d = (struct udisk *)base;
     struct io_uring_sqe *sqe;
 
-    if (d->write_mode != RMQ_DISK_WRITE_WRITEV && d->segs[h].size > 0) {
+    if (d->write_mode != RMQ_DISK_WRITE_WRITEV) {
         uint64_t len = 0;
 
-        for (int i = 0; i < cnt && len < AUTO_COPY_MAX; i++) {
+        for (int i = 0; i < cnt; i++) {
             len += iov[i].iov_len;
         }
         /* auto never copies while a writev is in flight: the two on one file at once
          * measured slower than either alone */
         if (d->write_mode == RMQ_DISK_WRITE_MMAP ||
             (len < AUTO_COPY_MAX && d->writev_in_flight == 0)) {
-            mmap_writev(d, h, off, iov, cnt, req);
+            mmap_writev(d, h, off, len, iov, cnt, req);
             return;
         }
     }
