@@ -108,7 +108,9 @@ append_one(int i, uint32_t body_len)
     m->rec.props = "TAGS\001bench\002";
     m->rec.props_len = 11;
     m->done = msg_done;
-    t_sent[i] = rmq_clock_mono_ns();
+    if (lat != NULL) {
+        t_sent[i] = rmq_clock_mono_ns();    /* a clock read is ~5 % of a batched append */
+    }
     to_send--;
     rmq_store_append(st, m);
 }
@@ -174,6 +176,25 @@ cpu_secs(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/*
+ * Profiling aid: with PERF_CTL_FIFO set to a perf control fifo (perf record -D -1
+ * --control fifo:PATH), perf samples only the timed part of each append run, not the
+ * fio runs and segment preparation around it. bench/README.md shows the command.
+ */
+static void
+perf_ctl(const char *cmd)
+{
+    const char *p = getenv("PERF_CTL_FIFO");
+    int fd;
+
+    if (p != NULL && (fd = open(p, O_WRONLY)) >= 0) {
+        if (write(fd, cmd, strlen(cmd)) < 0) {
+            perror("perf ctl");
+        }
+        close(fd);
+    }
+}
+
 static double
 append_run(uint32_t body_len, int batch, int producers, uint64_t bytes, bool durable,
            uint64_t seg_size, struct append_figures *fig)
@@ -193,6 +214,7 @@ append_run(uint32_t body_len, int batch, int producers, uint64_t bytes, bool dur
     cur_body_len = body_len;
     round_batch = batch;
     cpu0 = cpu_secs();
+    perf_ctl("enable\n");
     t0 = rmq_clock_mono_ns();
     for (int p = 0; p < producers && to_send > 0; p++) {
         round_issue(p);
@@ -205,6 +227,7 @@ append_run(uint32_t body_len, int batch, int producers, uint64_t bytes, bool dur
         st_closed = true;
     }
     secs = (double)(rmq_clock_mono_ns() - t0) / 1e9;
+    perf_ctl("disable\n");
     fig->cpu_us_per_rec = (cpu_secs() - cpu0) * 1e6 / (double)n;
     fig->recs_per_write = (double)n / (double)RMQ_MAX(rmq_store_stats(st)->writes, 1u);
     round_batch = 0;
@@ -270,10 +293,10 @@ mmap_run(uint32_t body_len, uint64_t bytes)
     return (double)(bytes / rec) * rec / secs / 1e6;
 }
 
-/* fio sequential buffered write of the same volume, same directory: MB/s; with
- * `durable` the final fsync is inside the time. */
+/* fio sequential buffered write of the same volume, same directory, `bs` bytes per
+ * write: MB/s; with `durable` the final fsync is inside the time. */
 static double
-fio_run(uint64_t bytes, bool durable)
+fio_run(uint64_t bytes, bool durable, uint32_t bs)
 {
     char cmd[1024];
     char line[4096];
@@ -282,8 +305,8 @@ fio_run(uint64_t bytes, bool durable)
 
     rmq_bench_sh("mkdir -p %s", run_dir);
     snprintf(cmd, sizeof(cmd),
-             "fio --name=seq --directory=%s --rw=write --bs=1m --size=%llum --ioengine=psync "
-             "--end_fsync=%d --output-format=json 2>/dev/null", run_dir,
+             "fio --name=seq --directory=%s --rw=write --bs=%u --size=%llum --ioengine=psync "
+             "--end_fsync=%d --output-format=json 2>/dev/null", run_dir, bs,
              (unsigned long long)(bytes >> 20), durable);
     p = popen(cmd, "r");
     if (p == NULL) {
@@ -398,6 +421,11 @@ rmq_bench_store(int argc, char **argv)
     uint64_t seg = (uint64_t)rmq_bench_arg_long(argc, argv, "seg-mib", 1024) << 20;
     long nlat = rmq_bench_arg_long(argc, argv, "sync-samples", 2000);
     bool do_append = rmq_bench_arg_long(argc, argv, "append", 1) != 0;
+    /* one configuration only, for profiling: --size=1024 --batch=256 --mode=0 */
+    long only_size = rmq_bench_arg_long(argc, argv, "size", 0);
+    long only_batch = rmq_bench_arg_long(argc, argv, "batch", 0);
+    long only_mode = rmq_bench_arg_long(argc, argv, "mode", -1);
+    bool do_sync = rmq_bench_arg_long(argc, argv, "sync", 1) != 0;
     static const uint32_t sizes[] = {128, 1024};
     static const int batches[] = {1, 16, 256};
     int depths[] = {1, (int)RMQ_MIN(rmq_bench_arg_long(argc, argv, "producers", 4), MAX_PRODUCERS)};
@@ -410,6 +438,7 @@ rmq_bench_store(int argc, char **argv)
     static double s50[MODES][MAX_RUNS], s99[MODES][MAX_RUNS], s999[MODES][MAX_RUNS];
     static double gc[MODES][MAX_RUNS], gc_ratio[MODES][MAX_RUNS], gc_per_sync[MODES][MAX_RUNS];
     double fio[MAX_RUNS], fio_dur[MAX_RUNS];
+    static double fio_bs[2][3][MAX_RUNS];   /* bs = one batch's bytes */
     double b50[MAX_RUNS], b99[MAX_RUNS], b999[MAX_RUNS];
     double gc_ceiling[MAX_RUNS];
     double mm[2][MAX_RUNS];
@@ -428,13 +457,25 @@ rmq_bench_store(int argc, char **argv)
 
         /* the first fio run of a process pays for memory the VM host has not backed
          * yet (up to 10x slower here); the baseline is the warm second run */
-        (void)fio_run(mib << 20, false);
-        fio[r] = fio_run(mib << 20, false);
+        (void)fio_run(mib << 20, false, 1u << 20);
+        fio[r] = fio_run(mib << 20, false, 1u << 20);
         /* each configuration runs in both write modes back to back: drift hits both */
         for (int si = 0; si < 2 && do_append; si++) {
             for (int bi = 0; bi < 3; bi++) {
+                if ((only_size && only_size != sizes[si]) ||
+                    (only_batch && only_batch != batches[bi])) {
+                    continue;
+                }
+                /* one producer's write is one batch: fio writing that many bytes per
+                 * call is the like-for-like baseline (same syscall count as writev) */
+                fio_bs[si][bi][r] = fio_run(mib << 20, false,
+                                            rmq_record_size(sizes[si], 10, 11) *
+                                            (uint32_t)batches[bi]);
                 for (int di = 0; di < 2; di++) {
                     for (int mo = 0; mo < MODES; mo++) {
+                        if (only_mode >= 0 && only_mode != mo) {
+                            continue;
+                        }
                         write_mode = mo;
                         mbs[mo][si][bi][di][r] = append_run(sizes[si], batches[bi], depths[di],
                                                             mib << 20, false, seg, &fig);
@@ -447,7 +488,7 @@ rmq_bench_store(int argc, char **argv)
             }
         }
         if (durable_mib > 0) {
-            fio_dur[r] = fio_run(durable_mib << 20, true);
+            fio_dur[r] = fio_run(durable_mib << 20, true, 1u << 20);
             for (int si = 0; si < 2; si++) {
                 for (int mo = 0; mo < MODES; mo++) {
                     write_mode = mo;
@@ -460,13 +501,16 @@ rmq_bench_store(int argc, char **argv)
         for (int si = 0; si < 2; si++) {
             mm[si][r] = mmap_run(sizes[si], mib << 20);
         }
-        for (int mo = 0; mo < MODES; mo++) {
+        for (int mo = 0; mo < MODES && do_sync; mo++) {
             write_mode = mo;
             sync_latency_run(nlat, seg, samples);
             rmq_bench_percentiles(samples, (size_t)nlat, &pct);
             s50[mo][r] = pct.p50_us;
             s99[mo][r] = pct.p99_us;
             s999[mo][r] = pct.p999_us;
+        }
+        if (!do_sync) {
+            continue;
         }
         fsync_loop_run(nlat, 1, samples);
         rmq_bench_percentiles(samples, (size_t)nlat, &pct);
@@ -525,6 +569,27 @@ rmq_bench_store(int argc, char **argv)
     }
     printf("rec/write: records per store write (writev, 4 producers); cpu us: process CPU per "
            "record, the kernel's io-wq workers included\n");
+    printf("1 producer against fio writing one batch's bytes per call (--bs = record x batch):"
+           " MB/s (vs that fio)\n");
+    for (int si = 0; si < 2; si++) {
+        for (int bi = 0; bi < 3; bi++) {
+            uint32_t rec = rmq_record_size(sizes[si], 10, 11);
+
+            printf("%-6u %5d | fio --bs=%-6u %5.0f |", sizes[si] + 0, batches[bi],
+                   rec * (uint32_t)batches[bi], MED(fio_bs[si][bi]));
+            for (int mo = 0; mo < MODES; mo++) {
+                double v[MAX_RUNS];
+
+                for (long r = 0; r < runs; r++) {
+                    v[r] = fio_bs[si][bi][r] > 0
+                           ? rps[mo][si][bi][0][r] * rec / 1e6 / fio_bs[si][bi][r] : 0;
+                }
+                printf(" %s %5.0f (%4.2f)", mode_names[mo], MED(rps[mo][si][bi][0]) * rec / 1e6,
+                       MED(v));
+            }
+            printf("\n");
+        }
+    }
     if (durable_mib > 0) {
         printf("to disk, %llu MiB, clock stops when all is flushed: fio (end_fsync=1) %.0f MB/s\n",
                (unsigned long long)durable_mib, MED(fio_dur));

@@ -51,6 +51,7 @@
 #include "store/store_int.h"
 
 #define SCAN_CHUNK (4u << 20)
+#define STORE_TS_EVERY 64u          /* records stamped per wall-clock read */
 
 bool
 rmq_store__check(const struct rmq_store *s)
@@ -645,6 +646,9 @@ rmq_store_on_written(struct rmq_store *s, void (*fn)(void *ctx, uint64_t written
 static void
 place_pending(struct rmq_store *s)
 {
+    int64_t now = 0;
+    uint32_t placed = 0;
+
     while (!rmq_list_is_empty(&s->pending) && s->error == 0) {
         struct rmq_store_msg *m = rmq_container_of(s->pending.next, struct rmq_store_msg, link);
         struct rmq_record *r = &m->rec;
@@ -663,7 +667,6 @@ place_pending(struct rmq_store *s)
         struct rmq_store_batch *b;
         struct rmq_cq *q = NULL;
         bool takes = takes_queue_offset(r->sysflag);
-        int64_t now;
 
         RMQ_ASSERT(seg_end - s->reserved_off >= RMQ_RECORD_END_MIN_BLANK);
         if ((uint64_t)size + RMQ_RECORD_END_MIN_BLANK > seg_end - s->reserved_off) {
@@ -712,8 +715,12 @@ place_pending(struct rmq_store *s)
             complete(s, m, -ENOMEM);
             continue;
         }
-        /* store time: one clock read per record, kept non-decreasing in log order */
-        now = (int64_t)rmq_clock_wall_ms();
+        /* store time, kept non-decreasing in log order: one clock read per STORE_TS_EVERY
+         * records placed in one go (ms resolution; a read per record was ~5 % of a batched
+         * append) */
+        if (placed++ % STORE_TS_EVERY == 0) {
+            now = (int64_t)rmq_clock_wall_ms();
+        }
         s->last_store_ts = now > s->last_store_ts ? now : s->last_store_ts;
         r->store_ts = s->last_store_ts;
         r->phys_off = (int64_t)s->reserved_off;
