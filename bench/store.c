@@ -550,8 +550,11 @@ rmq_bench_store(int argc, char **argv)
         printf(" %6s", mode_names[mo]);
     }
     printf("\n");
-    for (int si = 0; si < 2; si++) {
+    for (int si = 0; si < 2 && do_append; si++) {
         for (int bi = 0; bi < 3; bi++) {
+            if (fio_bs[si][bi][0] == 0) {
+                continue;               /* left out by --size or --batch */
+            }
             printf("%-6u %5d |", sizes[si] + 0, batches[bi]);
             for (int mo = 0; mo < MODES; mo++) {
                 printf(" %10.0f", MED(rps[mo][si][bi][0]));
@@ -571,10 +574,13 @@ rmq_bench_store(int argc, char **argv)
            "record, the kernel's io-wq workers included\n");
     printf("1 producer against fio writing one batch's bytes per call (--bs = record x batch):"
            " MB/s (vs that fio)\n");
-    for (int si = 0; si < 2; si++) {
+    for (int si = 0; si < 2 && do_append; si++) {
         for (int bi = 0; bi < 3; bi++) {
             uint32_t rec = rmq_record_size(sizes[si], 10, 11);
 
+            if (fio_bs[si][bi][0] == 0) {
+                continue;
+            }
             printf("%-6u %5d | fio --bs=%-6u %5.0f |", sizes[si] + 0, batches[bi],
                    rec * (uint32_t)batches[bi], MED(fio_bs[si][bi]));
             for (int mo = 0; mo < MODES; mo++) {
