@@ -710,7 +710,8 @@ place_pending(struct rmq_store *s)
         if (b == NULL || (takes && s->disp_tail - s->disp_head == RMQ_DISPATCH_CAP)) {
             break;                  /* a batch completes or dispatch catches up: resumed */
         }
-        if (takes && (q = rmq_cq_get(s, r->topic, r->topic_len, r->queue_id)) == NULL) {
+        if (takes && (q = m->cq != NULL ? m->cq
+                                        : rmq_cq_get(s, r->topic, r->topic_len, r->queue_id)) == NULL) {
             rmq_list_del(&m->link);
             complete(s, m, -ENOMEM);
             continue;
@@ -1060,7 +1061,11 @@ rmq_store_append(struct rmq_store *s, struct rmq_store_msg *m)
     int ret;
 
     rmq_list_init(&m->link);
-    if (!rmq_topic_name_ok(m->rec.topic, m->rec.topic_len) && !s->closing && s->error == 0) {
+    /* a queue that exists has a valid topic: the name is checked only for a new one */
+    m->cq = takes_queue_offset(m->rec.sysflag)
+            ? rmq_cq_find(s, m->rec.topic, m->rec.topic_len, m->rec.queue_id) : NULL;
+    if (m->cq == NULL && !rmq_topic_name_ok(m->rec.topic, m->rec.topic_len) && !s->closing &&
+        s->error == 0) {
         complete(s, m, -EINVAL);
         return;
     }

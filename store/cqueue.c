@@ -27,6 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define XXH_INLINE_ALL              /* header only: the store links nothing new */
+#include <xxhash.h>
+
 #include "core/be.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -38,15 +41,11 @@
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
+/* 8 bytes a step: a byte-at-a-time FNV of the topic was ~3 % of a batched append */
 static uint32_t
 cq_hash(const char *topic, uint32_t len, int32_t qid)
 {
-    uint32_t h = 2166136261u ^ (uint32_t)qid;
-
-    for (uint32_t i = 0; i < len; i++) {
-        h = (h ^ (uint8_t)topic[i]) * 16777619u;
-    }
-    return h;
+    return (uint32_t)XXH3_64bits_withSeed(topic, len, (uint32_t)qid);
 }
 
 struct rmq_cq *

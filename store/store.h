@@ -79,6 +79,7 @@ struct rmq_store_config {
 
 struct rmq_store;
 struct rmq_store_msg;
+struct rmq_cq;
 struct rmq_seg_map;
 
 /* A message's consume queue entry was written: (topic, queue_id) now holds max entries. */
@@ -99,6 +100,7 @@ struct rmq_store_msg {
     rmq_store_done_fn done;
     /* store-private from here */
     bool raw;                       /* rmq_store_append_raw */
+    struct rmq_cq *cq;              /* its consume queue, when it existed at append */
     struct rmq_link link;
     uint64_t end_off;               /* phys_off + total_size */
     uint64_t enqueued_ns;

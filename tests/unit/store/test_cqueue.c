@@ -152,6 +152,24 @@ Test(cqueue, invalid_topic_names_are_refused)
     rmq_store_append(st, &msgs[0].m);
     run_until_finished(1);
     cr_assert_eq(msgs[0].status, -EINVAL);
+
+    /* names are checked for queues not seen yet; one existing must not let others by */
+    fill(&msgs[1], 1, 10, 0);
+    rmq_store_append(st, &msgs[1].m);
+    run_until_finished(2);
+    cr_assert_eq(msgs[1].status, 0);
+    fill(&msgs[2], 2, 10, 0);
+    msgs[2].m.rec.topic = "T0/x";
+    msgs[2].m.rec.topic_len = 4;
+    rmq_store_append(st, &msgs[2].m);
+    fill(&msgs[3], 3, 10, 0);
+    msgs[3].m.rec.topic = "T0\n";
+    msgs[3].m.rec.topic_len = 3;
+    rmq_store_append(st, &msgs[3].m);
+    run_until_finished(4);
+    cr_assert_eq(msgs[2].status, -EINVAL);
+    cr_assert_eq(msgs[3].status, -EINVAL);
+    cr_assert_eq(rmq_store_queue_max(st, "T0", 2, 0), 1);
 }
 
 Test(cqueue, clean_restart_trusts_the_checkpoint)
