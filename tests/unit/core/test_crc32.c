@@ -103,7 +103,7 @@ Test(crc32, every_length_offset_and_start_value_agrees_with_the_definition)
         buf[i] = (uint8_t)(seed >> 16);
     }
     /* every length to 1100 (each fold count and tail), then steps to 4200; the 512-bit
-     * path takes lengths from 384 on where the CPU has it */
+     * path takes lengths from 256 on where the CPU has it */
     for (size_t len = 0; len <= 4200; len += len < 1100 ? 1 : 61) {
         size_t off = len % 64;
         uint32_t start = len % 3 == 0 ? 0 : (uint32_t)len * 2654435761u;
