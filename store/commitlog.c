@@ -284,8 +284,10 @@ batch_write(struct rmq_store *s, struct rmq_store_batch *b)
     s->stats.writes++;
 }
 
+/* more: further batches follow right away (a full batch mid-placement, a roll); the disk
+ * may then hand a large write to a worker so that it overlaps them */
 static void
-batch_submit(struct rmq_store *s)
+batch_submit(struct rmq_store *s, bool more)
 {
     struct rmq_store_batch *b = s->open_batch;
 
@@ -301,6 +303,7 @@ batch_submit(struct rmq_store *s)
     }
     rmq_list_add_tail(&s->batch_inflight, &b->link);
     s->stats.batches++;
+    b->req.more = more;
     batch_write(s, b);
 }
 
@@ -360,7 +363,7 @@ next_segment_ready(struct rmq_store *s)
 static bool
 roll(struct rmq_store *s, uint64_t seg_end)
 {
-    batch_submit(s);
+    batch_submit(s, true);
     if (seg_push(s, seg_end, s->next_handle) < 0) {
         set_error(s, "segment table", -ENOMEM);
         return false;
@@ -510,7 +513,7 @@ place_raw(struct rmq_store *s, struct rmq_store_msg *m)
     }
     b = batch_open(s);
     if (b != NULL && b->iov_cnt + 1 > RMQ_STORE_BATCH_IOV) {
-        batch_submit(s);
+        batch_submit(s, true);
         b = batch_open(s);
     }
     if (b == NULL) {
@@ -685,7 +688,7 @@ place_pending(struct rmq_store *s)
             b = batch_open(s);
             if (b == NULL || b->scratch_used + RMQ_RECORD_END_MIN_BLANK > s->cfg.batch_scratch ||
                 b->iov_cnt + 1 > RMQ_STORE_BATCH_IOV) {
-                batch_submit(s);
+                batch_submit(s, true);
                 if (b == NULL || (b = batch_open(s)) == NULL) {
                     break;
                 }
@@ -704,7 +707,7 @@ place_pending(struct rmq_store *s)
         if (b != NULL && (b->scratch_used + RMQ_RECORD_HEAD_SIZE + 3u + r->topic_len +
                           r->props_len > s->cfg.batch_scratch ||
                           b->iov_cnt + 3 > RMQ_STORE_BATCH_IOV)) {
-            batch_submit(s);
+            batch_submit(s, true);
             b = batch_open(s);
         }
         if (b == NULL || (takes && s->disp_tail - s->disp_head == RMQ_DISPATCH_CAP)) {
@@ -748,7 +751,7 @@ place_pending(struct rmq_store *s)
         rmq_list_add_tail(&b->msgs, &m->link);
         s->stats.appends++;
     }
-    batch_submit(s);
+    batch_submit(s, false);
     prep_advance(s, s->reserved_off - cur_seg(s)->start);
 }
 

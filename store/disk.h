@@ -12,6 +12,7 @@
 #ifndef RMQ_STORE_DISK_H
 #define RMQ_STORE_DISK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -33,6 +34,7 @@ struct rmq_disk_req {
     struct rmq_disk *disk;          /* io_uring table: where a writev went */
     struct rmq_deferred deferred;   /* io_uring table: a copied write's completion */
     int32_t res;                    /* fake, mmap writes: result to deliver */
+    bool more;                      /* writev: the caller has more writes to issue now */
 };
 
 struct rmq_disk_ops {
