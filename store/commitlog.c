@@ -13,8 +13,10 @@
  * - mmap: the disk copies the iovecs into a writable mapping of the segment on the
  *   loop's thread and completes in a deferred callback (before the same iteration's
  *   submit): no wake-up; the copy costs the loop.
- * - auto (default): copy writes under 128 KiB while no writev is in flight, hand the
- *   others to the worker; under SYNC_FLUSH always writev (rmq_store_write_mode).
+ * - auto (default): copy while no writev is in flight, except a write of 128 KiB or
+ *   more with more batches right behind it (batch_submit's `more`): that one goes to
+ *   the worker, whose copy overlaps their encoding; under SYNC_FLUSH always writev
+ *   (rmq_store_write_mode).
  * Measured (rmq-bench store, ext4 on a 2-vCPU VM, 256 MiB per run, medians of 3 runs,
  * all modes in the same run, 2026-11-30): records/s with one producer, batches of 1:
  * 128 B mmap 2644k, writev 62k, auto 2586k; 1 KiB 985k / 51k / 1095k (a copied write

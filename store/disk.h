@@ -87,11 +87,14 @@ void rmq_disk_uring_destroy(struct rmq_disk *d);
  * writable shared mapping of the segment on the loop's thread, completed by a deferred
  * callback (no worker thread, no wake-ups). WRITEV: an io_uring writev from the
  * callers' buffers (on ext4 a worker thread's write: the copy runs beside the loop,
- * after a wake-up). AUTO, the default: writes under 128 KiB are copied while no writev
- * is in flight, others go to the worker. See store/commitlog.c's header for the
+ * after a wake-up). AUTO, the default: copied while no writev is in flight, except a
+ * write of 128 KiB or more with req->more set, which goes to the worker. See store/commitlog.c's header for the
  * measurements behind it. */
 enum { RMQ_DISK_WRITE_MMAP = 0, RMQ_DISK_WRITE_WRITEV = 1, RMQ_DISK_WRITE_AUTO = 2 };
 void rmq_disk_uring_set_write_mode(struct rmq_disk *d, int mode);
+/* Writes so far by the way they took: copied on the loop's thread, or handed to a worker. */
+void rmq_disk_uring_write_counts(const struct rmq_disk *d, uint64_t *copied,
+                                 uint64_t *to_worker);
 /* Zeros written so far into the segment being prepared (0 when none is). */
 uint64_t rmq_disk_uring_prep_progress(const struct rmq_disk *d);
 

@@ -72,6 +72,8 @@ struct udisk {
     uint8_t *zeros;                 /* owned: ZERO_CHUNK bytes */
     int write_mode;                 /* rmq_disk_uring_set_write_mode */
     uint32_t writev_in_flight;
+    uint64_t writes_copied;         /* by the loop's thread into the mapping */
+    uint64_t writes_to_worker;      /* io_uring writev */
     int wmapped[WMAPS];             /* handles with a writable mapping, most recent first */
     int ra_handle;                  /* readahead ahead of mmap writes: segment, window */
     uint64_t ra_window;
@@ -577,11 +579,13 @@ u_writev(struct rmq_disk *base, int h, uint64_t off, const struct iovec *iov, in
          * against 1.15M). */
         if (d->write_mode == RMQ_DISK_WRITE_MMAP ||
             (d->writev_in_flight == 0 && (len < AUTO_COPY_MAX || !req->more))) {
+            d->writes_copied++;
             mmap_writev(d, h, off, len, iov, cnt, req);
             return;
         }
     }
     d->writev_in_flight++;
+    d->writes_to_worker++;
     req->disk = base;
     rmq_op_init(&req->op, writev_done);
     sqe = rmq_loop_sqe(base->loop, &req->op);
@@ -869,6 +873,15 @@ rmq_disk_uring_set_write_mode(struct rmq_disk *base, int mode)
     if (mode != RMQ_DISK_WRITE_WRITEV) {
         sigbus_install();
     }
+}
+
+void
+rmq_disk_uring_write_counts(const struct rmq_disk *base, uint64_t *copied, uint64_t *to_worker)
+{
+    const struct udisk *d = (const struct udisk *)base;
+
+    *copied = d->writes_copied;
+    *to_worker = d->writes_to_worker;
 }
 
 uint64_t

@@ -33,8 +33,8 @@ const struct rmq_config_key rmq_store_option_keys[] = {
     {"commitLogWriteMode", RMQ_CONFIG_ENUM, OPT(commitLogWriteMode), 0, "auto", 0, 0,
      write_modes, "how records reach the page cache: mmap (copied into the segment's "
      "mapping by the store's thread), writev (io_uring writes from the receive buffers, "
-     "copied by a kernel worker) or auto (writes under 128 KiB copied while no writev is "
-     "in flight, others writev; SYNC_FLUSH: writev)"},
+     "copied by a kernel worker) or auto (copied while no writev is in flight, except "
+     "writes of 128 KiB or more with more right behind; SYNC_FLUSH: writev)"},
     {"flushIntervalCommitLog", RMQ_CONFIG_I64, OPT(flushIntervalCommitLog), 0, "500", 1, 60000,
      NULL, "ASYNC_FLUSH: ms between flushes"},
     {"flushCommitLogLeastPages", RMQ_CONFIG_I64, OPT(flushCommitLogLeastPages), 0, "4", 1,

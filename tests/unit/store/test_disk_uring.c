@@ -667,3 +667,122 @@ Test(disk_uring, a_fault_under_a_mapped_write_fails_the_append_and_the_process_l
     rmq_disk_uring_destroy(disk);
     rmq_loop_fini(&loop);
 }
+
+struct wreq {
+    struct rmq_disk_req req;
+    struct iovec iov;               /* read by the kernel at submission, not at the call */
+    bool done;
+    int32_t res;
+};
+
+static void
+wreq_done(struct rmq_disk_req *req, int32_t res)
+{
+    struct wreq *w = rmq_container_of(req, struct wreq, req);
+
+    w->done = true;
+    w->res = res;
+}
+
+static void
+wait_req(bool *done)
+{
+    for (int i = 0; i < 1000 && !*done; i++) {
+        rmq_loop_run_once(&loop, 10000000);
+    }
+    cr_assert(*done);
+}
+
+static void
+write_at(int h, uint64_t off, const uint8_t *p, size_t len, bool more, struct wreq *w)
+{
+    *w = (struct wreq){.req.done = wreq_done, .req.more = more};
+    w->iov = (struct iovec){.iov_base = (void *)p, .iov_len = len};
+    disk->ops->writev(disk, h, off, &w->iov, 1, &w->req);
+}
+
+/* Wait for w, then write whatever a short write left (as the store does). */
+static void
+finish_write(int h, uint64_t off, const uint8_t *p, size_t len, struct wreq *w)
+{
+    size_t done = 0;
+
+    for (;;) {
+        wait_req(&w->done);
+        cr_assert_gt(w->res, 0, "write at %llu: %d", (unsigned long long)(off + done), w->res);
+        done += (size_t)w->res;
+        if (done == len) {
+            return;
+        }
+        write_at(h, off + done, p + done, len - done, false, w);
+    }
+}
+
+/*
+ * auto: a write is copied on the loop's thread unless a writev is in flight, or it is
+ * 128 KiB or more with more writes right behind it (then a worker's copy overlaps
+ * them). Both ways put the same bytes at the same place.
+ */
+Test(disk_uring, auto_copies_unless_a_large_write_has_more_behind_it_or_a_writev_is_in_flight)
+{
+    const uint64_t size = 4u << 20;
+    const size_t big = 200u << 10, small = 4096;
+    const size_t len[4] = {big, big, small, small};
+    static uint8_t src[4][200u << 10];
+    static uint8_t back[200u << 10];
+    struct prep_wait pw = {.req.done = prep_wait_done};
+    struct wreq w[4];
+    uint64_t copied, to_worker, copied0, to_worker0;
+    uint64_t at[4];
+    char path[128];
+    int h;
+    int fd;
+
+    write_mode = RMQ_DISK_WRITE_AUTO;
+    at[0] = 0;
+    for (int k = 0; k < 4; k++) {
+        memset(src[k], 'a' + k, sizeof(src[k]));
+        at[k] = k == 0 ? 0 : at[k - 1] + len[k - 1];
+    }
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    disk = disk_new();
+    cr_assert_not_null(disk);
+    disk->ops->prepare(disk, 0, size, &pw.req);
+    disk->ops->prepare_advance(disk, UINT64_MAX);
+    wait_req(&pw.done);
+    cr_assert_geq(pw.res, 0);
+    h = pw.res;
+
+    write_at(h, at[0], src[0], len[0], false, &w[0]);  /* large, alone: copied */
+    rmq_disk_uring_write_counts(disk, &copied, &to_worker);
+    cr_assert_eq(copied, 1);
+    cr_assert_eq(to_worker, 0);
+    finish_write(h, at[0], src[0], len[0], &w[0]);
+
+    rmq_disk_uring_write_counts(disk, &copied0, &to_worker0);
+    write_at(h, at[1], src[1], len[1], true, &w[1]);   /* large, more behind: worker */
+    write_at(h, at[2], src[2], len[2], false, &w[2]);  /* small, a writev in flight */
+    rmq_disk_uring_write_counts(disk, &copied, &to_worker);
+    cr_assert_eq(copied, copied0);
+    cr_assert_eq(to_worker, to_worker0 + 2);
+    finish_write(h, at[1], src[1], len[1], &w[1]);
+    finish_write(h, at[2], src[2], len[2], &w[2]);
+
+    rmq_disk_uring_write_counts(disk, &copied0, &to_worker0);
+    write_at(h, at[3], src[3], len[3], true, &w[3]);   /* small, nothing in flight: copied */
+    rmq_disk_uring_write_counts(disk, &copied, &to_worker);
+    cr_assert_eq(copied, copied0 + 1);
+    cr_assert_eq(to_worker, to_worker0);
+    finish_write(h, at[3], src[3], len[3], &w[3]);
+
+    snprintf(path, sizeof(path), "%s/%020u", dir, 0u);
+    fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(pread(fd, back, len[k], (off_t)at[k]), (ssize_t)len[k]);
+        cr_assert_eq(memcmp(back, src[k], len[k]), 0, "write %d", k);
+    }
+    close(fd);
+    rmq_disk_uring_destroy(disk);
+    rmq_loop_fini(&loop);
+}
