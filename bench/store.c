@@ -534,8 +534,8 @@ rmq_bench_store(int argc, char **argv)
            (unsigned long long)mib, (unsigned long long)(seg >> 20), runs, base_dir);
     printf("write modes (commitLogWriteMode): mmap = copied into the segment's mapping on the "
            "loop thread; writev = io_uring writev from the callers' buffers (a kernel worker "
-           "copies); auto = mmap while no writev is in flight, except writes of 128 KiB or more with "
-           "more right behind\n");
+           "copies); auto = mmap while no writev is in flight, except writes of 128 KiB or "
+           "more with more right behind\n");
     printf("in page cache: fio sequential buffered write (bs=1m, %llu MiB): %.0f MB/s\n",
            (unsigned long long)mib, MED(fio));
     printf("%-6s %5s | %-32s | %-45s | %s\n", "", "", "1 producer: records/s",

@@ -26,9 +26,9 @@
  * batches of 256, 1 KiB: mmap 2928 MB/s, writev 2934, auto 2573 (the worker's copy in
  * parallel catches up once writes are large and pipelined). SYNC_FLUSH, one appender,
  * p50: mmap 138-166 us, writev 105-130 us (each fdatasync write-protects the page the
- * next copy lands on: a fault per append). A failed
- * write is an error code either way; under mmap a SIGBUS in the copy (a page that
- * cannot be read back) is caught and becomes -EIO. An earlier measurement (655 MB/s
+ * next copy lands on: a fault per append). A failed write is an error code either
+ * way; under mmap a SIGBUS in the copy (a page that cannot be read back) is caught and
+ * becomes -EIO. An earlier measurement (655 MB/s
  * for mmap+memcpy against 1449 for writev) was taken before rmq-bench warmed the VM's
  * memory; it does not reproduce.
  *
@@ -717,8 +717,8 @@ place_pending(struct rmq_store *s)
         if (b == NULL || (takes && s->disp_tail - s->disp_head == RMQ_DISPATCH_CAP)) {
             break;                  /* a batch completes or dispatch catches up: resumed */
         }
-        if (takes && (q = m->cq != NULL ? m->cq
-                                        : rmq_cq_get(s, r->topic, r->topic_len, r->queue_id)) == NULL) {
+        if (takes && (q = m->cq) == NULL &&
+            (q = rmq_cq_get(s, r->topic, r->topic_len, r->queue_id)) == NULL) {
             rmq_list_del(&m->link);
             complete(s, m, -ENOMEM);
             continue;

@@ -88,8 +88,8 @@ void rmq_disk_uring_destroy(struct rmq_disk *d);
  * callback (no worker thread, no wake-ups). WRITEV: an io_uring writev from the
  * callers' buffers (on ext4 a worker thread's write: the copy runs beside the loop,
  * after a wake-up). AUTO, the default: copied while no writev is in flight, except a
- * write of 128 KiB or more with req->more set, which goes to the worker. See store/commitlog.c's header for the
- * measurements behind it. */
+ * write of 128 KiB or more with req->more set, which goes to the worker. See
+ * store/commitlog.c's header for the measurements behind it. */
 enum { RMQ_DISK_WRITE_MMAP = 0, RMQ_DISK_WRITE_WRITEV = 1, RMQ_DISK_WRITE_AUTO = 2 };
 void rmq_disk_uring_set_write_mode(struct rmq_disk *d, int mode);
 /* Writes so far by the way they took: copied on the loop's thread, or handed to a worker. */

@@ -565,16 +565,17 @@ Test(disk_uring, closing_abandons_a_segment_preparation_and_the_log_reopens)
     store_down();
 }
 
-struct prep_wait {
+struct req_wait {
     struct rmq_disk_req req;
+    struct iovec iov;               /* writes: read by the kernel at submission */
     bool done;
     int32_t res;
 };
 
 static void
-prep_wait_done(struct rmq_disk_req *req, int32_t res)
+req_wait_done(struct rmq_disk_req *req, int32_t res)
 {
-    struct prep_wait *w = rmq_container_of(req, struct prep_wait, req);
+    struct req_wait *w = rmq_container_of(req, struct req_wait, req);
 
     w->done = true;
     w->res = res;
@@ -583,7 +584,7 @@ prep_wait_done(struct rmq_disk_req *req, int32_t res)
 Test(disk_uring, a_segment_is_pre_written_a_lead_ahead_of_a_busy_writer_and_whole_when_idle)
 {
     const uint64_t size = 256ull << 20, lead = 64ull << 20;
-    struct prep_wait w = {.req.done = prep_wait_done};
+    struct req_wait w = {.req.done = req_wait_done};
     uint64_t deadline, target = 0;
 
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
@@ -619,7 +620,7 @@ Test(disk_uring, a_segment_is_pre_written_a_lead_ahead_of_a_busy_writer_and_whol
 Test(disk_uring, cancelling_a_preparation_completes_it_through_the_ring)
 {
     const uint64_t size = 128ull << 20;
-    struct prep_wait w = {.req.done = prep_wait_done};
+    struct req_wait w = {.req.done = req_wait_done};
     uint64_t deadline = rmq_clock_mono_ns() + 30000000000ull;
 
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
@@ -668,22 +669,6 @@ Test(disk_uring, a_fault_under_a_mapped_write_fails_the_append_and_the_process_l
     rmq_loop_fini(&loop);
 }
 
-struct wreq {
-    struct rmq_disk_req req;
-    struct iovec iov;               /* read by the kernel at submission, not at the call */
-    bool done;
-    int32_t res;
-};
-
-static void
-wreq_done(struct rmq_disk_req *req, int32_t res)
-{
-    struct wreq *w = rmq_container_of(req, struct wreq, req);
-
-    w->done = true;
-    w->res = res;
-}
-
 static void
 wait_req(bool *done)
 {
@@ -694,16 +679,16 @@ wait_req(bool *done)
 }
 
 static void
-write_at(int h, uint64_t off, const uint8_t *p, size_t len, bool more, struct wreq *w)
+write_at(int h, uint64_t off, const uint8_t *p, size_t len, bool more, struct req_wait *w)
 {
-    *w = (struct wreq){.req.done = wreq_done, .req.more = more};
+    *w = (struct req_wait){.req.done = req_wait_done, .req.more = more};
     w->iov = (struct iovec){.iov_base = (void *)p, .iov_len = len};
     disk->ops->writev(disk, h, off, &w->iov, 1, &w->req);
 }
 
 /* Wait for w, then write whatever a short write left (as the store does). */
 static void
-finish_write(int h, uint64_t off, const uint8_t *p, size_t len, struct wreq *w)
+finish_write(int h, uint64_t off, const uint8_t *p, size_t len, struct req_wait *w)
 {
     size_t done = 0;
 
@@ -730,8 +715,8 @@ Test(disk_uring, auto_copies_unless_a_large_write_has_more_behind_it_or_a_writev
     const size_t len[4] = {big, big, small, small};
     static uint8_t src[4][200u << 10];
     static uint8_t back[200u << 10];
-    struct prep_wait pw = {.req.done = prep_wait_done};
-    struct wreq w[4];
+    struct req_wait pw = {.req.done = req_wait_done};
+    struct req_wait w[4];
     uint64_t copied, to_worker, copied0, to_worker0;
     uint64_t at[4];
     char path[128];
