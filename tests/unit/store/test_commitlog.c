@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/util.h"
 #include "tests/unit/store/harness.h"
 
@@ -319,4 +320,33 @@ Test(commitlog, crash_simulation_keeps_every_acknowledged_record, .timeout = 120
     cr_assert_gt(sync_acked, 0);
     cr_assert_gt(lost, 0);
     cr_assert_gt(from_checkpoint, seeds / 10, "%ld of %d", from_checkpoint, seeds);
+}
+
+/* Store timestamps are wall-clock ms, read once per 64 records placed in one go: each
+ * lies between the clock before and after its append, and never goes back. */
+Test(commitlog, store_timestamps_follow_the_wall_clock_and_never_go_back)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20};
+    int64_t before[5];
+    int64_t after[5];
+
+    open_store(&cfg);
+    for (int round = 0; round < 5; round++) {
+        before[round] = (int64_t)rmq_clock_wall_ms();
+        for (int i = round * 100; i < round * 100 + 100; i++) {
+            fill(&msgs[i], i, 16, i % 4);
+            rmq_store_append(st, &msgs[i].m);
+        }
+        run_until_finished(round * 100 + 100);
+        after[round] = (int64_t)rmq_clock_wall_ms();
+        run_for_ms(3);
+    }
+    for (int i = 0; i < 500; i++) {
+        int64_t ts = msgs[i].m.rec.store_ts;
+
+        cr_assert_geq(ts, before[i / 100], "record %d", i);
+        cr_assert_leq(ts, after[i / 100], "record %d", i);
+        cr_assert(i == 0 || ts >= msgs[i - 1].m.rec.store_ts, "record %d went back", i);
+    }
+    cr_assert_gt(msgs[499].m.rec.store_ts, msgs[0].m.rec.store_ts, "the clock was read again");
 }
