@@ -18,13 +18,13 @@
  *   the worker, whose copy overlaps their encoding; under SYNC_FLUSH always writev
  *   (rmq_store_write_mode).
  * Measured (rmq-bench store, ext4 on a 2-vCPU VM, 256 MiB per run, medians of 3 runs,
- * all modes in the same run, 2026-11-30, after the 512-bit CRC): records/s with one
- * producer, batches of 1: 128 B mmap 2896k, writev 66k, auto 3087k; 1 KiB 1163k / 55k /
- * 1149k (a copied write needs no syscall at all: the next append runs in the same
- * iteration); batches of 16, 1 KiB: 1749k / 357k / 1974k; of 256: 2501k / 1441k /
- * 2608k (auto copies it: nothing follows for a worker to overlap). Four producers,
- * batches of 256, 1 KiB: mmap 2928 MB/s, writev 2934, auto 2573 (the worker's copy in
- * parallel catches up once writes are large and pipelined). SYNC_FLUSH, one appender,
+ * all modes in the same run, 2026-11-30, after the 512-bit CRC and batched unmapping):
+ * records/s with one producer, batches of 1: 128 B writev 64k, auto 4315k; 1 KiB 46k /
+ * 2506k (a copied write needs no syscall at all: the next append runs in the same
+ * iteration); batches of 16, 1 KiB: 457k / 2022k; of 256: 1481k / 2078k (auto copies
+ * it: nothing follows for a worker to overlap). Four producers, batches of 256, 1 KiB:
+ * mmap 2514 MB/s, writev 2426, auto 2533 (another run: 2928 / 2934 / 2573; the
+ * worker's copy in parallel catches up once writes are large and pipelined). SYNC_FLUSH, one appender,
  * p50: mmap 138-166 us, writev 105-130 us (each fdatasync write-protects the page the
  * next copy lands on: a fault per append). A failed write is an error code either
  * way; under mmap a SIGBUS in the copy (a page that cannot be read back) is caught and
