@@ -1154,6 +1154,36 @@ wait_for(struct rmq_loop *loop, struct wait_req *w)
 }
 
 /*
+ * A copy cut short by kill -9 leaves zeros from the cut to the record's end (nothing past
+ * the write frontier is ever anything but zero). The body CRC, the lengths and the topic
+ * check catch every cut but one: inside the properties after their length, which leaves
+ * a record whose properties end in NUL bytes. So a record ending in a NUL byte that is
+ * not followed by another record is taken for torn. (Properties a client sent ending in
+ * NUL would be dropped too at the very end of the log after an unclean stop; RocketMQ's
+ * encoding ends them with \002.) Found by the HA kill -9 test: a slave that kept such a
+ * record no longer matched its master.
+ */
+static bool
+torn_at_the_end(struct rmq_store *s, int i, const uint8_t *buf, uint64_t win_start,
+                uint64_t win_end, uint64_t pos, int64_t n, const struct rmq_record *r)
+{
+    uint64_t next = pos + (uint64_t)n;
+    uint8_t size[4] = {0};
+
+    if (r->props_len == 0 || ((const uint8_t *)r->props)[r->props_len - 1] != 0) {
+        return false;
+    }
+    if (next + sizeof(size) <= win_end) {
+        memcpy(size, buf + (next - win_start), sizeof(size));
+    } else if (next + sizeof(size) <= s->cfg.seg_size &&
+               s->disk->ops->read(s->disk, s->segs[i].handle, next, size, sizeof(size)) !=
+               (ssize_t)sizeof(size)) {
+        return true;                    /* cannot tell: not trusted */
+    }
+    return rmq_get_be32(size) == 0;
+}
+
+/*
  * Scan segment i from byte pos: every valid record gets its consume queue entry
  * (again). Returns the offset within the segment where valid data ends, or the
  * segment size when it ended with a filler (or exactly full).
@@ -1200,7 +1230,8 @@ scan_segment(struct rmq_store *s, int i, uint64_t pos, uint8_t *buf, size_t buf_
             break;                      /* a filler that does not reach the end: corrupt */
         }
         if (n < 0 || (uint64_t)r.phys_off != seg->start + pos ||
-            !rmq_topic_name_ok(r.topic, r.topic_len)) {
+            !rmq_topic_name_ok(r.topic, r.topic_len) || torn_at_the_end(s, i, buf, win_start,
+                                                                        win_end, pos, n, &r)) {
             break;
         }
         if (takes_queue_offset(r.sysflag)) {

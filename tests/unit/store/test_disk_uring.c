@@ -771,3 +771,76 @@ Test(disk_uring, auto_copies_unless_a_large_write_has_more_behind_it_or_a_writev
     rmq_disk_uring_destroy(disk);
     rmq_loop_fini(&loop);
 }
+
+/* Append n records whose properties end in last_byte, from msgs[from]. */
+static void
+append_with_props(int from, int n, char last_byte)
+{
+    static char props[2000][8];
+    int want = finished + n;
+
+    for (int i = from; i < from + n; i++) {
+        amsg_fill(&msgs[i], (uint32_t)i);
+        memcpy(props[i], "TAGS\001A", 6);
+        props[i][6] = last_byte;
+        msgs[i].m.rec.props = props[i];
+        msgs[i].m.rec.props_len = 7;
+        rmq_store_append(st, &msgs[i].m);
+    }
+    while (finished < want) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+}
+
+/* The store stops as a killed process does: no checkpoint, no clean-close mark. */
+static void
+store_vanish(void)
+{
+    for (int i = 0; i < 300; i++) {
+        rmq_loop_run_once(&loop, 1000000);      /* let flushes and preparation settle */
+    }
+    rmq_store_destroy(st);
+    rmq_disk_uring_destroy(disk);
+    rmq_loop_fini(&loop);
+}
+
+/*
+ * kill -9 in the middle of a copy leaves zeros from the cut to the record's end. Cut
+ * inside the properties, the record still has its magic, lengths, topic and body CRC:
+ * recovery must still not take it. A record whose properties really end in NUL, with
+ * another record after it, is kept.
+ */
+Test(disk_uring, a_record_cut_inside_its_properties_is_not_recovered)
+{
+    struct rmq_store_config cfg = {.seg_size = SEG};
+    static const uint8_t zeros[3];
+    uint64_t last_off;
+    char path[128];
+    int fd;
+
+    finished = 0;
+    store_up(&cfg);
+    append_with_props(0, 10, '\002');
+    append_with_props(10, 1, '\0');             /* legitimately NUL-terminated, not last */
+    append_with_props(11, 9, '\002');
+    last_off = (uint64_t)msgs[19].m.rec.phys_off;
+    cr_assert_lt(last_off + msgs[19].m.rec.total_size, (uint64_t)SEG);
+    store_vanish();
+
+    /* the last record's copy stopped 3 bytes short */
+    snprintf(path, sizeof(path), "%s/%020u", dir, 0u);
+    fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pwrite(fd, zeros, sizeof(zeros),
+                        (off_t)(last_off + msgs[19].m.rec.total_size - sizeof(zeros))),
+                 (ssize_t)sizeof(zeros));
+    close(fd);
+
+    store_up(&cfg);
+    cr_assert_eq(rmq_store_written_off(st), last_off, "the cut record was taken");
+    cr_assert_eq(rmq_store_queue_max(st, "CrashTopic", 10, 19 % 4), (19 / 4),
+                 "its queue entry was kept");
+    cr_assert_eq(rmq_store_queue_max(st, "CrashTopic", 10, 10 % 4), 5,
+                 "the NUL-terminated record's queue lost entries");
+    store_down();
+}
