@@ -268,6 +268,40 @@ wait_for(bool (*cond)(const char *), const char *arg, int seconds, const char *w
     }
 }
 
+/* Fails the test saying where segment name first differs, and how many bytes do. With
+ * RMQ_TEST_KEEP=dir set, both data directories and logs are copied there first, as the
+ * suite's cleanup deletes them. */
+static void
+report_difference(const char *name)
+{
+    char cmd[4 * PATH_MAX], first[256] = "", count[64] = "";
+    const char *keep = getenv("RMQ_TEST_KEEP");
+    FILE *f;
+
+    if (keep != NULL) {
+        snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp -r %s %s/master && cp -r %s %s/slave", keep,
+                 M.dir, keep, S.dir, keep);
+        if (system(cmd) != 0) {
+            cr_log_warn("keeping the data directories in %s failed", keep);
+        }
+    }
+    snprintf(cmd, sizeof(cmd), "cmp %s/data/commitlog/%s %s/data/commitlog/%s 2>&1; "
+             "cmp -l %s/data/commitlog/%s %s/data/commitlog/%s 2>/dev/null | wc -l",
+             M.dir, name, S.dir, name, M.dir, name, S.dir, name);
+    f = popen(cmd, "r");
+    if (f != NULL) {
+        if (fgets(first, sizeof(first), f) != NULL) {
+            first[strcspn(first, "\n")] = '\0';
+        }
+        if (fgets(count, sizeof(count), f) != NULL) {
+            count[strcspn(count, "\n")] = '\0';
+        }
+        pclose(f);
+    }
+    cr_assert_fail("commitlog segment %s differs (master first): %s; %s bytes differ", name, first,
+                   count);
+}
+
 /* Every segment file of both commitlogs: same names, same bytes. */
 static void
 assert_logs_identical(void)
@@ -286,7 +320,9 @@ assert_logs_identical(void)
         }
         snprintf(cmd, sizeof(cmd), "cmp -s %s/data/commitlog/%s %s/data/commitlog/%s", M.dir,
                  e->d_name, S.dir, e->d_name);
-        cr_assert_eq(system(cmd), 0, "commitlog segment %s differs", e->d_name);
+        if (system(cmd) != 0) {
+            report_difference(e->d_name);
+        }
         files++;
     }
     closedir(dm);
