@@ -45,6 +45,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "core/copy.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -417,10 +418,7 @@ copy_guarded(uint8_t *dst, const struct iovec *iov, int cnt)
         return -EIO;
     }
     copy_guard = &jb;
-    for (int i = 0; i < cnt; i++) {
-        memcpy(dst + done, iov[i].iov_base, iov[i].iov_len);
-        done += iov[i].iov_len;
-    }
+    done = rmq_copy_iov_stream(dst, iov, cnt);
     copy_guard = NULL;
     return (int32_t)done;
 }
