@@ -60,6 +60,7 @@ static uint32_t cur_body_len;
 
 static int round_batch;             /* append_run: appends per producer round */
 static int write_mode;              /* RMQ_DISK_WRITE_MMAP or _WRITEV, for store_up */
+static uint32_t flush_pages;        /* flushCommitLogLeastPages of the page-cache runs */
 static int round_left[MAX_PRODUCERS];   /* appends of a producer's round not yet acked */
 
 static void
@@ -120,6 +121,7 @@ store_up(int flush_type, uint64_t seg_size)
 {
     struct rmq_store_config cfg = {
         .seg_size = seg_size, .flush_type = flush_type, .root_dir = run_dir,
+        .flush_least_pages = flush_pages,
     };
     uint64_t end;
 
@@ -426,6 +428,9 @@ rmq_bench_store(int argc, char **argv)
     long only_batch = rmq_bench_arg_long(argc, argv, "batch", 0);
     long only_mode = rmq_bench_arg_long(argc, argv, "mode", -1);
     bool do_sync = rmq_bench_arg_long(argc, argv, "sync", 1) != 0;
+    /* page-cache runs: flushCommitLogLeastPages (0: the default, 4); fio's baseline
+     * flushes nothing while it writes, --flush-pages=1000000 does the same */
+    uint32_t pc_flush_pages = (uint32_t)rmq_bench_arg_long(argc, argv, "flush-pages", 0);
     static const uint32_t sizes[] = {128, 1024};
     static const int batches[] = {1, 16, 256};
     int depths[] = {1, (int)RMQ_MIN(rmq_bench_arg_long(argc, argv, "producers", 4), MAX_PRODUCERS)};
@@ -459,6 +464,7 @@ rmq_bench_store(int argc, char **argv)
          * yet (up to 10x slower here); the baseline is the warm second run */
         (void)fio_run(mib << 20, false, 1u << 20);
         fio[r] = fio_run(mib << 20, false, 1u << 20);
+        flush_pages = pc_flush_pages;
         /* each configuration runs in both write modes back to back: drift hits both */
         for (int si = 0; si < 2 && do_append; si++) {
             for (int bi = 0; bi < 3; bi++) {
@@ -487,6 +493,7 @@ rmq_bench_store(int argc, char **argv)
                 }
             }
         }
+        flush_pages = 0;
         if (durable_mib > 0) {
             fio_dur[r] = fio_run(durable_mib << 20, true, 1u << 20);
             for (int si = 0; si < 2; si++) {
