@@ -3,7 +3,8 @@
  * cq_entries entries (spec/STORE.md §11), mapped shared. The writer stores an entry
  * with one 20-byte copy into the mapping; readers use the mapping directly. The
  * files are preallocated (fallocate) so a store into the mapping never needs a new
- * block: a full disk shows up as a failed file creation, never as SIGBUS.
+ * block: a full disk shows up as a failed file creation, never as SIGBUS. A worker
+ * reads each into the page cache when it is made (cq_read_in says why).
  *
  * Queues are derived data. Recovery trusts entries for records below the checkpoint
  * offset (they were fdatasync'd before the checkpoint was written), rebuilds the
@@ -38,7 +39,7 @@
 #include "store/store_int.h"
 
 #define CQ_FILLER_SIZE 0x7FFFFFFF
-#define CQ_RA_WINDOW (64u << 10)    /* bytes of a queue file read in ahead of the writer */
+#define CQ_FIRST_READ_IN (256u << 10)   /* a queue's first file: read in before it is used */
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
@@ -112,7 +113,6 @@ rmq_cq_get(struct rmq_store *s, const char *topic, uint32_t len, int32_t qid)
     q->topic[len] = '\0';
     q->topic_len = (uint8_t)len;
     q->queue_id = qid;
-    q->ra_window = -1;
     rmq_list_init(&q->dirty_link);
     cq_insert(s->cqs, s->cq_cap, q);
     s->cq_count++;
@@ -215,11 +215,6 @@ cq_seg_map(const struct rmq_store *s, int fd, uint8_t **map)
     if (p == MAP_FAILED) {
         return -errno;
     }
-    /* No read-around in faults: a fault on a page not in the cache reads that page only,
-     * not the device's readahead size (8 MiB on these VMs: a whole 6 MB file zeroed or
-     * read inside the loop's fault, ~15 ms). Pages are read in ahead through the ring
-     * instead (cq_read_ahead). Advice: if refused, faults read around as before. */
-    (void)madvise(p, cq_file_size(s), MADV_RANDOM);
     *map = p;
     return 0;
 }
@@ -273,6 +268,32 @@ rmq_cq_maker_idle(const struct rmq_store *s)
     return s->cq_make.q == NULL;
 }
 
+/*
+ * A queue file is preallocated, not written: a store into a page not in the page cache
+ * faults, and the fault reads the page in, which for an unwritten extent means
+ * allocating and zeroing it, with the device's whole readahead size around it (8 MiB on
+ * these VMs: a new 6 MB file zeroed inside one append's fault, ~15 ms, 6-10 % of a
+ * batched 1 KiB append run). So a worker reads each file in as the last step of making
+ * it (fadvise WILLNEED, 1.3-2 ms for 6 MB here): a next file, made when the last is
+ * three quarters full, whole; a queue's first file, whose first messages wait for it to
+ * become visible, its first CQ_FIRST_READ_IN bytes only, the rest fire-and-forget
+ * behind them (if the writer gets there first, its fault reads around as before). Not
+ * in small windows just ahead of the writer: from a loop busy on its own CPU,
+ * fire-and-forget ops reached their worker 15-65 ms late here.
+ */
+static void
+cq_read_in(struct rmq_store *s, int fd, uint64_t from)
+{
+    struct io_uring_sqe *sqe;
+
+    if (from >= cq_file_size(s) || (sqe = rmq_loop_sqe_nocqe(s->loop)) == NULL) {
+        return;                     /* SQ full: advice, the faults read it in */
+    }
+    io_uring_prep_fadvise(sqe, fd, from, (off_t)(cq_file_size(s) - from), POSIX_FADV_WILLNEED);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, 0);
+}
+
 static void
 cq_make_submit(struct rmq_store *s)
 {
@@ -299,10 +320,11 @@ cq_make_submit(struct rmq_store *s)
         io_uring_prep_fallocate(sqe, m->fd, 0, 0, (off_t)cq_file_size(s));
         break;
     default:
-        /* the whole file read in (zeroed) before the writer comes (cq_read_ahead): 1.3-2
-         * ms for 6 MB here, which only a queue's first append waits for; a next file is
-         * made when the last is three quarters full */
-        io_uring_prep_fadvise(sqe, m->fd, 0, (off_t)cq_file_size(s), POSIX_FADV_WILLNEED);
+        io_uring_prep_fadvise(sqe, m->fd, 0,
+                              (off_t)(m->q->seg_count == 0
+                                      ? RMQ_MIN((uint64_t)CQ_FIRST_READ_IN, cq_file_size(s))
+                                      : cq_file_size(s)),
+                              POSIX_FADV_WILLNEED);
         break;
     }
     rmq_loop_commit(s->loop, &m->op, sqe);
@@ -381,7 +403,11 @@ cq_make_done(struct rmq_op *op, int32_t res, uint32_t flags)
         }
         break;
     default:
-        cq_make_finish(s, 0);       /* read-ahead is advice: its result does not matter */
+        /* read-in is advice: its result does not matter */
+        if (m->q->seg_count == 0) {
+            cq_read_in(s, m->fd, CQ_FIRST_READ_IN);
+        }
+        cq_make_finish(s, 0);
         return;
     }
     m->step++;
@@ -490,72 +516,6 @@ cq_mark_dirty(struct rmq_store *s, struct rmq_cq *q, struct rmq_cq_seg *g)
 
 static bool entry_zero(const uint8_t *e);
 
-/*
- * A queue file is preallocated, not written: the first store into one of its pages
- * faults, and the fault reads the page in, which for an unwritten extent means
- * allocating and zeroing it on the loop's thread (a freed page's first touch is also a
- * host fault on VMs that report free pages). So a worker reads a new file in whole as
- * the last step of making it (fadvise WILLNEED), and the writer's faults find its pages
- * cached. For a file from before the start (or pages evicted since), when the writer
- * enters a CQ_RA_WINDOW a worker reads in the one two windows on; a sequential reader
- * reads in the window after its pull (rmq_store_get). Fire-and-forget: advice never
- * changes the file's bytes, so it cannot race the writer. Not windows only: from a busy
- * loop, a fire-and-forget op reached its worker 15-65 ms late here, by when the writer
- * had gone past.
- */
-static void
-cq_read_ahead(const struct rmq_store *s, const struct rmq_cq_seg *g, uint64_t from)
-{
-    uint64_t size = cq_file_size(s);
-    struct io_uring_sqe *sqe;
-
-    if (from >= size || (sqe = rmq_loop_sqe_nocqe(s->loop)) == NULL) {
-        return;                     /* the end, or SQ full: the fault reads it in */
-    }
-    io_uring_prep_fadvise(sqe, g->fd, from, (off_t)RMQ_MIN((uint64_t)CQ_RA_WINDOW, size - from),
-                          POSIX_FADV_WILLNEED);
-    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-    io_uring_sqe_set_data64(sqe, 0);
-}
-
-static void
-cq_read_ahead_of(struct rmq_store *s, struct rmq_cq *q, int gi, uint64_t byte)
-{
-    const struct rmq_cq_seg *g = &q->segs[gi];
-    int64_t w = (int64_t)(byte / CQ_RA_WINDOW);
-
-    if (q->ra_first == g->first && q->ra_window == w) {
-        return;
-    }
-    if (q->ra_window < 0) {
-        /* a file from before the start: this window and the next too */
-        cq_read_ahead(s, g, (uint64_t)w * CQ_RA_WINDOW);
-        cq_read_ahead(s, g, (uint64_t)(w + 1) * CQ_RA_WINDOW);
-    }
-    q->ra_first = g->first;
-    q->ra_window = w;
-    /* two windows ahead: the worker has a window's time to finish (a next file's first
-     * two windows are read in by its making, at three quarters of this one) */
-    cq_read_ahead(s, g, (uint64_t)(w + 2) * CQ_RA_WINDOW);
-}
-
-/* A reader of [from, to) entries that crosses into a window reads in the one after it:
- * a sequential reader asks once per window; the first pulls of a cold reader fault. */
-static void
-cq_read_ahead_of_reader(const struct rmq_store *s, const struct rmq_cq *q, int64_t from,
-                        int64_t to)
-{
-    int64_t rel = from - q->segs[0].first;
-    int64_t gi = rel / s->cfg.cq_entries;
-    uint64_t a = (uint64_t)(rel % s->cfg.cq_entries) * RMQ_CQ_ENTRY_SIZE;
-    uint64_t b = a + (uint64_t)(to - from) * RMQ_CQ_ENTRY_SIZE;
-
-    if (gi < 0 || gi >= q->seg_count || a / CQ_RA_WINDOW == b / CQ_RA_WINDOW) {
-        return;
-    }
-    cq_read_ahead(s, &q->segs[gi], (b / CQ_RA_WINDOW + 1) * CQ_RA_WINDOW);
-}
-
 int
 rmq_cq_put(struct rmq_store *s, struct rmq_cq *q, int64_t qoff, uint64_t phys, uint32_t size,
            int64_t tags_code)
@@ -592,10 +552,6 @@ rmq_cq_put(struct rmq_store *s, struct rmq_cq *q, int64_t qoff, uint64_t phys, u
     }
     rel = qoff - q->segs[0].first;
     g = &q->segs[rel / s->cfg.cq_entries];
-    if (s->cq_async) {
-        cq_read_ahead_of(s, q, (int)(rel / s->cfg.cq_entries),
-                         (uint64_t)(rel % s->cfg.cq_entries) * RMQ_CQ_ENTRY_SIZE);
-    }
     entry_put(g->map + (uint64_t)(rel % s->cfg.cq_entries) * RMQ_CQ_ENTRY_SIZE, phys, size,
               tags_code);
     cq_mark_dirty(s, q, g);
@@ -1107,7 +1063,6 @@ rmq_store_get(const struct rmq_store *s, const char *topic, uint32_t topic_len,
     /* a pull never crosses a consume queue file (STORE.md §13) */
     seg_end = offset - offset % s->cfg.cq_entries + s->cfg.cq_entries;
     limit = RMQ_MIN(RMQ_MIN(seg_end, q->max), offset + RMQ_MAX((int64_t)max_msgs, 800));
-    cq_read_ahead_of_reader(s, q, offset, limit);
     out->status = RMQ_GET_NO_MATCHED_MESSAGE;
     for (i = offset; i < limit; i++) {
         const uint8_t *e = rmq_cq_entry(s, q, i);

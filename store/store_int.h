@@ -65,8 +65,6 @@ struct rmq_cq {
     int seg_cap;
     bool dirty;
     struct rmq_link dirty_link;
-    int64_t ra_first;               /* read-ahead window the writer is in: file (first */
-    int64_t ra_window;              /* entry) and window in it; -1 before the first put */
 };
 
 /* The one consume queue file creation in flight, as ring ops (mkdir, open, fallocate). */

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "core/be.h"
@@ -285,6 +288,42 @@ Test(cqueue, next_queue_file_is_made_ahead)
                  (unsigned long long)rmq_store_stats(st)->cq_file_waits);
     cr_assert_eq(q->seg_count, 6, "files %d (5 used, the sixth made ahead)", q->seg_count);
     verify_queue(200);
+}
+
+/* A queue file made ahead is in the page cache before any entry lands in it: the
+ * writer's first faults there must not allocate and zero pages (or read around). */
+Test(cqueue, a_queue_file_made_ahead_is_read_in_before_the_writer_comes)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 1024};
+    unsigned char resident[8];
+    struct statfs fs;
+    struct rmq_cq *q;
+    int pages = 0;
+
+    /* a disk filesystem: tmpfs has no readahead (and no zeroing to save) */
+    cr_assert_eq(rmdir(root), 0);
+    snprintf(root, sizeof(root), "/var/tmp/rmq-cq-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    cr_assert_eq(statfs(root, &fs), 0);
+    if (fs.f_type == TMPFS_MAGIC) {
+        cr_skip_test("%s is on tmpfs", root);
+    }
+    open_store(&cfg);
+    for (int i = 0; i < 800; i += 100) {
+        append_n(i, 100, 0, 50);
+    }
+    q = rmq_cq_find(st, "T0", 2, 0);
+    cr_assert_not_null(q);
+    cr_assert_eq(q->seg_count, 2, "files %d: the second is made at three quarters of the first",
+                 q->seg_count);
+    cr_assert_eq(q->max, 800);
+    /* 20,480 bytes: five pages, none written yet */
+    cr_assert_eq(mincore(q->segs[1].map, 20480, resident), 0);
+    for (int i = 0; i < 5; i++) {
+        pages += resident[i] & 1;
+    }
+    cr_assert_eq(pages, 5, "%d of 5 pages of the next queue file in the page cache", pages);
+    verify_queue(800);
 }
 
 /* The queue directory cannot be made: dispatch pauses, nothing is lost, and entries
