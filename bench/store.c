@@ -617,6 +617,10 @@ rmq_bench_store(int argc, char **argv)
     }
     printf("bare memcpy into an mmap'd segment (per-record work, no store): 128 B %.0f MB/s, "
            "1 KiB %.0f MB/s\n", MED(mm[0]), MED(mm[1]));
+    if (!do_sync) {
+        free(samples);
+        return errors ? 1 : 0;
+    }
     for (int mo = 0; mo < MODES; mo++) {
         printf("SYNC_FLUSH, 1 KiB, one appender, %-6s p50 %7.1f us  p99 %7.1f us  p999 %7.1f us\n",
                mode_names[mo], MED(s50[mo]), MED(s99[mo]), MED(s999[mo]));
