@@ -18,19 +18,18 @@
  *   the worker, whose copy overlaps their encoding; under SYNC_FLUSH always writev
  *   (rmq_store_write_mode).
  * Measured (rmq-bench store, ext4 on a 2-vCPU VM, 256 MiB per run, medians of 3 runs,
- * all modes in the same run, 2026-11-30, after the 512-bit CRC and batched unmapping):
- * records/s with one producer, batches of 1: 128 B writev 64k, auto 4315k; 1 KiB 46k /
- * 2506k (a copied write needs no syscall at all: the next append runs in the same
- * iteration); batches of 16, 1 KiB: 457k / 2022k; of 256: 1481k / 2078k (auto copies
+ * all modes in the same run, 2026-11-30, after the streaming copy, core/copy.h):
+ * records/s with one producer, batches of 1: 128 B writev 69k, auto 4517k; 1 KiB 51k /
+ * 2652k (a copied write needs no syscall at all: the next append runs in the same
+ * iteration); batches of 16, 1 KiB: 390k / 2738k; of 256: 1429k / 2549k (auto copies
  * it: nothing follows for a worker to overlap). Four producers, batches of 256, 1 KiB:
- * mmap 2514 MB/s, writev 2426, auto 2533 (another run: 2928 / 2934 / 2573; the
- * worker's copy in parallel catches up once writes are large and pipelined). SYNC_FLUSH, one appender,
- * p50: mmap 138-166 us, writev 105-130 us (each fdatasync write-protects the page the
- * next copy lands on: a fault per append). A failed write is an error code either
- * way; under mmap a SIGBUS in the copy (a page that cannot be read back) is caught and
- * becomes -EIO. An earlier measurement (655 MB/s
- * for mmap+memcpy against 1449 for writev) was taken before rmq-bench warmed the VM's
- * memory; it does not reproduce.
+ * mmap 3108 MB/s, writev 3079, auto 2852 (another run: 2523 / 3359 / 3171; the
+ * worker's copy in parallel catches up once writes are large and pipelined). SYNC_FLUSH,
+ * one appender, p50: mmap 133-145 us, writev 104-128 us (each fdatasync write-protects
+ * the page the next copy lands on: a fault per append). A failed write is an error code
+ * either way; under mmap a SIGBUS in the copy (a page that cannot be read back) is caught
+ * and becomes -EIO. An earlier measurement (655 MB/s for mmap+memcpy against 1449 for
+ * writev) was taken before rmq-bench warmed the VM's memory; it does not reproduce.
  *
  * Invariants (rmq_store__check): flushed_off <= written_off <= reserved_off; the
  * in-flight batches are in log order and contiguous; written_off only moves over
