@@ -18,7 +18,6 @@
 /* Where the copy is in the iovecs. */
 struct src {
     const struct iovec *iov;
-    int cnt;
     int i;
     size_t off;
 };
@@ -135,7 +134,7 @@ has_avx512bw(void)
 size_t
 rmq_copy_iov_stream(uint8_t *dst, const struct iovec *iov, int cnt)
 {
-    struct src s = {.iov = iov, .cnt = cnt};
+    struct src s = {.iov = iov};
     size_t total = 0;
     uint8_t *end;
     uint8_t *lines_end;

@@ -258,7 +258,7 @@ cq_seg_create(struct rmq_store *s, struct rmq_cq *q, int64_t first)
 /* ---- files made through the ring ------------------------------------------------------------ */
 
 enum {
-    MAKE_CQ_DIR, MAKE_TOPIC_DIR, MAKE_QUEUE_DIR, MAKE_OPEN, MAKE_FALLOCATE, MAKE_READ_AHEAD,
+    MAKE_CQ_DIR, MAKE_TOPIC_DIR, MAKE_QUEUE_DIR, MAKE_OPEN, MAKE_FALLOCATE, MAKE_READ_IN,
     MAKE_BAD_PATH
 };
 
@@ -272,8 +272,8 @@ rmq_cq_maker_idle(const struct rmq_store *s)
  * A queue file is preallocated, not written: a store into a page not in the page cache
  * faults, and the fault reads the page in, which for an unwritten extent means
  * allocating and zeroing it, with the device's whole readahead size around it (8 MiB on
- * these VMs: a new 6 MB file zeroed inside one append's fault, ~15 ms, 6-10 % of a
- * batched 1 KiB append run). So a worker reads each file in as the last step of making
+ * these VMs: a new 6 MB file zeroed inside one append's fault, ~15 ms, ~8 % of the
+ * store thread in a batched 1 KiB append run). So a worker reads each file in as the last step of making
  * it (fadvise WILLNEED, 1.3-2 ms for 6 MB here): a next file, made when the last is
  * three quarters full, whole; a queue's first file, whose first messages wait for it to
  * become visible, its first CQ_FIRST_READ_IN bytes only, the rest fire-and-forget
@@ -402,13 +402,17 @@ cq_make_done(struct rmq_op *op, int32_t res, uint32_t flags)
             return;
         }
         break;
-    default:
+    default: {
         /* read-in is advice: its result does not matter */
-        if (m->q->seg_count == 0) {
-            cq_read_in(s, m->fd, CQ_FIRST_READ_IN);
-        }
+        struct rmq_cq *q = m->q;
+        bool first = q->seg_count == 0;
+
         cq_make_finish(s, 0);
+        if (first && q->seg_count == 1) {
+            cq_read_in(s, q->segs[0].fd, CQ_FIRST_READ_IN);    /* the rest, behind */
+        }
         return;
+    }
     }
     m->step++;
     cq_make_submit(s);
