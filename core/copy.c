@@ -9,11 +9,12 @@
 
 #include <string.h>
 
+#include "core/util.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdbool.h>
 #define LINE 64u
-#define RMQ_COPY_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 /* Where the copy is in the iovecs. */
 struct src {
@@ -22,22 +23,29 @@ struct src {
     size_t off;
 };
 
+/* Past the iovecs used up (and empty ones): where the next byte comes from. */
+static inline const uint8_t *
+src_at(struct src *s)
+{
+    while (s->off == s->iov[s->i].iov_len) {
+        s->i++;
+        s->off = 0;
+    }
+    return (const uint8_t *)s->iov[s->i].iov_base + s->off;
+}
+
 /* Plain copy of n bytes from the iovecs. */
 static void
 take(struct src *s, uint8_t *dst, size_t n)
 {
     while (n > 0) {
-        size_t left = s->iov[s->i].iov_len - s->off;
-        size_t k = left < n ? left : n;
+        const uint8_t *p = src_at(s);
+        size_t k = RMQ_MIN(s->iov[s->i].iov_len - s->off, n);
 
-        memcpy(dst, (const uint8_t *)s->iov[s->i].iov_base + s->off, k);
+        memcpy(dst, p, k);
         dst += k;
         n -= k;
         s->off += k;
-        if (s->off == s->iov[s->i].iov_len) {
-            s->i++;
-            s->off = 0;
-        }
     }
 }
 
@@ -68,16 +76,11 @@ AVX512_TARGET static uint8_t *
 lines_avx512(uint8_t *dst, uint8_t *lines_end, struct src *s)
 {
     while (dst < lines_end) {
-        size_t left;
+        const uint8_t *p = src_at(s);
+        size_t left = s->iov[s->i].iov_len - s->off;
 
-        while (s->off == s->iov[s->i].iov_len) {
-            s->i++;
-            s->off = 0;
-        }
-        left = s->iov[s->i].iov_len - s->off;
         if (left >= LINE) {
-            const uint8_t *p = (const uint8_t *)s->iov[s->i].iov_base + s->off;
-            size_t n = RMQ_COPY_MIN(left / LINE, (size_t)(lines_end - dst) / LINE);
+            size_t n = RMQ_MIN(left / LINE, (size_t)(lines_end - dst) / LINE);
 
             for (size_t k = 0; k < n; k++) {
                 _mm512_stream_si512((void *)(dst + k * LINE),
@@ -91,14 +94,9 @@ lines_avx512(uint8_t *dst, uint8_t *lines_end, struct src *s)
 
             while (at < LINE) {
                 size_t k;
-                const uint8_t *p;
 
-                while (s->off == s->iov[s->i].iov_len) {
-                    s->i++;
-                    s->off = 0;
-                }
-                k = RMQ_COPY_MIN(s->iov[s->i].iov_len - s->off, LINE - at);
-                p = (const uint8_t *)s->iov[s->i].iov_base + s->off;
+                p = src_at(s);
+                k = RMQ_MIN(s->iov[s->i].iov_len - s->off, LINE - at);
                 /* lanes [at, at + k) from p: the load's base is p - at, never read below p */
                 line = _mm512_mask_loadu_epi8(line, ((__mmask64)-1 >> (LINE - k)) << at,
                                               (const void *)(p - at));
@@ -144,10 +142,7 @@ rmq_copy_iov_stream(uint8_t *dst, const struct iovec *iov, int cnt)
         total += iov[i].iov_len;
     }
     if (total < RMQ_COPY_STREAM_MIN) {
-        for (int i = 0; i < cnt; i++) {
-            memcpy(dst, iov[i].iov_base, iov[i].iov_len);
-            dst += iov[i].iov_len;
-        }
+        take(&s, dst, total);
         return total;
     }
     end = dst + total;
@@ -159,30 +154,18 @@ rmq_copy_iov_stream(uint8_t *dst, const struct iovec *iov, int cnt)
         dst = lines_avx512(dst, lines_end, &s);
     }
     while (dst < lines_end) {
-        size_t left;
+        const uint8_t *p = src_at(&s);
+        size_t left = s.iov[s.i].iov_len - s.off;
 
-        while (s.off == s.iov[s.i].iov_len) {     /* empty iovecs */
-            s.i++;
-            s.off = 0;
-        }
-        left = s.iov[s.i].iov_len - s.off;
         if (left >= LINE) {
             /* whole lines from this iovec */
-            const uint8_t *p = (const uint8_t *)s.iov[s.i].iov_base + s.off;
-            size_t n = left / LINE;
+            size_t n = RMQ_MIN(left / LINE, (size_t)(lines_end - dst) / LINE);
 
-            if (n > (size_t)(lines_end - dst) / LINE) {
-                n = (size_t)(lines_end - dst) / LINE;
-            }
             for (size_t k = 0; k < n; k++) {
                 stream_line(dst + k * LINE, p + k * LINE);
             }
             dst += n * LINE;
             s.off += n * LINE;
-            if (s.off == s.iov[s.i].iov_len) {
-                s.i++;
-                s.off = 0;
-            }
         } else {
             /* a line that straddles iovecs: gathered first */
             _Alignas(16) uint8_t line[LINE];

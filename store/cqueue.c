@@ -273,9 +273,9 @@ rmq_cq_maker_idle(const struct rmq_store *s)
  * faults, and the fault reads the page in, which for an unwritten extent means
  * allocating and zeroing it, with the device's whole readahead size around it (8 MiB on
  * these VMs: a new 6 MB file zeroed inside one append's fault, ~15 ms, ~8 % of the
- * store thread in a batched 1 KiB append run). So a worker reads each file in as the last step of making
- * it (fadvise WILLNEED, 1.3-2 ms for 6 MB here): a next file, made when the last is
- * three quarters full, whole; a queue's first file, whose first messages wait for it to
+ * store thread in a batched 1 KiB append run). So a worker reads each file in as the
+ * last step of making it (fadvise WILLNEED, 1.3-2 ms for 6 MB here): a next file, made
+ * when the last is three quarters full, whole; a queue's first file, whose first messages wait for it to
  * become visible, its first CQ_FIRST_READ_IN bytes only, the rest fire-and-forget
  * behind them (if the writer gets there first, its fault reads around as before). Not
  * in small windows just ahead of the writer: from a loop busy on its own CPU,
