@@ -1648,6 +1648,7 @@ rmq_store_destroy(struct rmq_store *s)
     free(s->disp);
     free(s->segs);
     free(s->scratch_mem);
+    free(s->cq_make.zeros);
     free(s);
 }
 

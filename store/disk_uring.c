@@ -16,6 +16,15 @@
  * 220 µs. Once the target has not moved for PREP_IDLE_NS the rest is written anyway,
  * a chunk at a time while it stays still, so a burst after a quiet spell finds its
  * segment ready and pays no first touch.
+ * The page cache makes its folios as large as the write that creates them, and a mapped
+ * copy takes one fault per folio, so 1 MiB zero writes were tried: 2,277 faults instead
+ * of 4,071 in a 256 MiB append run, and without flushing 1 KiB appends in batches of 256
+ * went from 2562-2991 to 3140-3361 MB/s. But through the broker, at the default
+ * flushCommitLogLeastPages, pipelined 1 KiB sends fell from 289-405k to 184-216k msgs/s
+ * (broker CPU 2.2-3.2 -> 4.5-5.4 us/msg, three alternated rounds), likely because each
+ * flush (every 16 KiB there) write-protects the folio being written and ext4's
+ * page_mkwrite for the next copy walks every buffer of it: 256 for 1 MiB, 32 for 128 KiB
+ * (not profiled). So 128 KiB stays.
  * Writes (rmq_disk_uring_set_write_mode): an io_uring writev, or a copy into a
  * writable mapping of the segment done on the loop's thread (non-temporal stores,
  * core/copy.h), completed by a deferred callback.
@@ -51,7 +60,8 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#define ZERO_CHUNK (128u << 10)         /* small: each is a worker's CPU slice (~0.4 ms) */
+#define ZERO_CHUNK (128u << 10)         /* small: each is a worker's CPU slice (~0.4 ms);
+                                         * larger measured worse (see the header) */
 #define SYNC_CHUNK (16u << 20)          /* zeros written back per sync_file_range */
 #define PREP_LEAD (64ull << 20)         /* zeros ahead of the target */
 #define PREP_IDLE_NS (20ull * 1000 * 1000)

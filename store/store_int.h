@@ -74,6 +74,8 @@ struct rmq_cq_maker {
     int64_t first;                  /* first entry of the file being made */
     int step;
     int fd;
+    uint64_t zeroed;                /* bytes of the file written with zeros so far */
+    uint8_t *zeros;                 /* CQ_ZERO_CHUNK zero bytes, made on first use */
     int err;                        /* last failure, told to the next put for (err_q, err_first) */
     struct rmq_cq *err_q;
     int64_t err_first;

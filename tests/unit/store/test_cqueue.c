@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/statfs.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <linux/magic.h>
 #include <unistd.h>
 
@@ -290,17 +293,12 @@ Test(cqueue, next_queue_file_is_made_ahead)
     verify_queue(200);
 }
 
-/* A queue file made ahead is in the page cache before any entry lands in it: the
- * writer's first faults there must not allocate and zero pages (or read around). */
-Test(cqueue, a_queue_file_made_ahead_is_read_in_before_the_writer_comes)
+/* Store root on a disk filesystem: tmpfs has no readahead, no unwritten extents. */
+static void
+root_on_disk(void)
 {
-    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 1024};
-    unsigned char resident[8];
     struct statfs fs;
-    struct rmq_cq *q;
-    int pages = 0;
 
-    /* a disk filesystem: tmpfs has no readahead (and no zeroing to save) */
     cr_assert_eq(rmdir(root), 0);
     snprintf(root, sizeof(root), "/var/tmp/rmq-cq-XXXXXX");
     cr_assert_not_null(mkdtemp(root));
@@ -308,6 +306,48 @@ Test(cqueue, a_queue_file_made_ahead_is_read_in_before_the_writer_comes)
     if (fs.f_type == TMPFS_MAGIC) {
         cr_skip_test("%s is on tmpfs", root);
     }
+}
+
+/* Bytes of [from, to) of fd that are written blocks (after a sync), not preallocated-only
+ * (unwritten) extents or holes. */
+static uint64_t
+written_bytes(int fd, uint64_t from, uint64_t to)
+{
+    static union {
+        struct fiemap fm;
+        char space[sizeof(struct fiemap) + 64 * sizeof(struct fiemap_extent)];
+    } u;
+    uint64_t n = 0;
+
+    memset(&u, 0, sizeof(u));
+    u.fm.fm_start = from;
+    u.fm.fm_length = to - from;
+    u.fm.fm_flags = FIEMAP_FLAG_SYNC;
+    u.fm.fm_extent_count = 64;
+    cr_assert_eq(ioctl(fd, FS_IOC_FIEMAP, &u.fm), 0, "FIEMAP: %s", strerror(errno));
+    for (uint32_t i = 0; i < u.fm.fm_mapped_extents; i++) {
+        const struct fiemap_extent *e = &u.fm.fm_extents[i];
+        uint64_t a = RMQ_MAX(e->fe_logical, from);
+        uint64_t b = RMQ_MIN(e->fe_logical + e->fe_length, to);
+
+        if (!(e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && b > a) {
+            n += b - a;
+        }
+    }
+    return n;
+}
+
+/* A queue file made ahead is written with zeros before any entry lands in it: the
+ * writer's first faults there must not allocate and zero pages (or read around), and
+ * find large folios, not the 4 KiB ones a read-in leaves. */
+Test(cqueue, a_queue_file_made_ahead_is_written_with_zeros_before_the_writer_comes)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 1024};
+    unsigned char resident[8];
+    struct rmq_cq *q;
+    int pages = 0;
+
+    root_on_disk();
     open_store(&cfg);
     for (int i = 0; i < 800; i += 100) {
         append_n(i, 100, 0, 50);
@@ -323,7 +363,29 @@ Test(cqueue, a_queue_file_made_ahead_is_read_in_before_the_writer_comes)
         pages += resident[i] & 1;
     }
     cr_assert_eq(pages, 5, "%d of 5 pages of the next queue file in the page cache", pages);
+    cr_assert_eq(written_bytes(q->segs[1].fd, 0, 20480), 20480,
+                 "the next file holds written zeros, not a preallocation only");
     verify_queue(800);
+}
+
+/* A queue's first file: zeros over its first 256 KiB before its first entry is visible;
+ * past that only a read-in, never zeros that could land after the writer's entries. */
+Test(cqueue, a_first_queue_file_gets_zeros_over_its_first_256_kib_only)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 65536};
+    uint64_t size = 65536 * 20;
+    struct rmq_cq *q;
+
+    root_on_disk();
+    open_store(&cfg);
+    append_n(0, 10, 0, 50);
+    q = rmq_cq_find(st, "T0", 2, 0);
+    cr_assert_not_null(q);
+    cr_assert_eq(q->seg_count, 1);
+    cr_assert_eq(written_bytes(q->segs[0].fd, 0, 256 << 10), 256 << 10);
+    cr_assert_eq(written_bytes(q->segs[0].fd, 256 << 10, size), 0,
+                 "past the first 256 KiB the file is still a preallocation");
+    verify_queue(10);
 }
 
 /* The queue directory cannot be made: dispatch pauses, nothing is lost, and entries
