@@ -21,10 +21,13 @@
  * of 4,071 in a 256 MiB append run, and without flushing 1 KiB appends in batches of 256
  * went from 2562-2991 to 3140-3361 MB/s. But through the broker, at the default
  * flushCommitLogLeastPages, pipelined 1 KiB sends fell from 289-405k to 184-216k msgs/s
- * (broker CPU 2.2-3.2 -> 4.5-5.4 us/msg, three alternated rounds), likely because each
- * flush (every 16 KiB there) write-protects the folio being written and ext4's
- * page_mkwrite for the next copy walks every buffer of it: 256 for 1 MiB, 32 for 128 KiB
- * (not profiled). So 128 KiB stays.
+ * (broker CPU 2.2-3.2 -> 4.5-5.4 us/msg, three alternated rounds). The profile puts it in
+ * the zero writes themselves: the worker's copy into the fresh page cache was 34 % of
+ * the broker's samples against 3 % (fewer bytes, too: 273 MiB against 432 in the run).
+ * Likely these VMs' free page reporting: 1 MiB folios come out of high-order free
+ * memory, which the host has taken back, so each first touch is a host fault. The store
+ * benchmark misses it: its segments are prepared before the clock starts. So 128 KiB
+ * stays here; on hosts without that, 1 MiB is worth measuring again.
  * Writes (rmq_disk_uring_set_write_mode): an io_uring writev, or a copy into a
  * writable mapping of the segment done on the loop's thread (non-temporal stores,
  * core/copy.h), completed by a deferred callback.
