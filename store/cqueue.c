@@ -4,7 +4,7 @@
  * with one 20-byte copy into the mapping; readers use the mapping directly. The
  * files are preallocated (fallocate) so a store into the mapping never needs a new
  * block: a full disk shows up as a failed file creation, never as SIGBUS. A worker
- * reads each into the page cache when it is made (cq_read_in says why).
+ * writes zeros over each when it is made (the comment above cq_read_in says why).
  *
  * Queues are derived data. Recovery trusts entries for records below the checkpoint
  * offset (they were fdatasync'd before the checkpoint was written), rebuilds the
@@ -304,7 +304,7 @@ cq_read_in(struct rmq_store *s, int fd, uint64_t from)
     io_uring_sqe_set_data64(sqe, 0);
 }
 
-/* Zeros go up to here before the file is used (cq_read_in). */
+/* Zeros go up to here before the file is used (see above cq_read_in). */
 static uint64_t
 cq_zero_end(const struct rmq_store *s, const struct rmq_cq *q)
 {
