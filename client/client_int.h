@@ -68,8 +68,10 @@ struct rmq_cli_resp {
 };
 
 struct rmq_cli;
+/* resp: the answer (NULL on error), the callback's to read and to take the body of
+ * (rmq_cli__resp_take) until it returns. */
 typedef void (*rmq_cli_async_fn)(struct rmq_cli *c, void *arg, int err,
-                                 const struct rmq_cli_resp *resp);
+                                 struct rmq_cli_resp *resp);
 
 /* A call in flight without a waiting caller (async sends); from a fixed pool. */
 struct rmq_cli_async {
@@ -109,6 +111,9 @@ struct rmq_cli {
     uint32_t async_in_flight;
     struct rmq_jw jw;
     struct rmq_cli_resp resp;       /* scratch answer of sync calls */
+    /* answers handed to async callbacks: apart from resp, as a sync call's answer and
+     * a pull's can complete in the same loop iteration, the pull's after it */
+    struct rmq_cli_resp async_resp;
     bool stopping;
 };
 

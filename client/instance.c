@@ -316,6 +316,7 @@ rmq_cli__fini(struct rmq_cli *c)
     rmq_loop_fini(&c->loop);
     rmq_jw_fini(&c->jw);
     free(c->resp.body);
+    free(c->async_resp.body);
     free(c->async_mem);
 }
 
@@ -570,8 +571,8 @@ async_done(struct rmq_call *call, int err, struct rmq_frame *resp)
     c->async_free = a;
     c->async_in_flight--;
     if (err == 0) {
-        resp_copy(&c->resp, resp);
-        fn(c, arg, 0, &c->resp);
+        resp_copy(&c->async_resp, resp);
+        fn(c, arg, 0, &c->async_resp);
     } else {
         fn(c, arg, call_error(err, a->addr, 0), NULL);
     }
@@ -857,7 +858,7 @@ rmq_cli__route(struct rmq_cli *c, const char *topic, bool allow_default)
 }
 
 static void
-refresh_done(struct rmq_cli *c, void *arg, int err, const struct rmq_cli_resp *resp)
+refresh_done(struct rmq_cli *c, void *arg, int err, struct rmq_cli_resp *resp)
 {
     struct rmq_cli_route *r = rmq_strmap_get(&c->routes, (const char *)arg);
 

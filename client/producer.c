@@ -479,7 +479,7 @@ rmq_producer_send_ordered(struct rmq_producer *p, const struct rmq_message *m,
 /* ---- async and oneway ------------------------------------------------------------------------ */
 
 static void
-async_answered(struct rmq_cli *c, void *arg, int err, const struct rmq_cli_resp *resp)
+async_answered(struct rmq_cli *c, void *arg, int err, struct rmq_cli_resp *resp)
 {
     struct async_send *a = arg;
     struct rmq_producer *p = a->p;

@@ -288,7 +288,7 @@ pq_free(struct pq *q)
 }
 
 static void
-pulled(struct rmq_cli *c, void *arg, int err, const struct rmq_cli_resp *resp)
+pulled(struct rmq_cli *c, void *arg, int err, struct rmq_cli_resp *resp)
 {
     struct pq *q = arg;
     const char *v;
@@ -310,7 +310,7 @@ pulled(struct rmq_cli *c, void *arg, int err, const struct rmq_cli_resp *resp)
     next = v != NULL ? strtoll(v, NULL, 10) : q->next_offset;
     switch (resp->code) {
     case RMQ_RESP_SUCCESS:
-        body = rmq_cli__resp_take(&c->resp);    /* the messages point into it */
+        body = rmq_cli__resp_take(resp);        /* the messages point into it */
         if (rmq_cli__decode_pulled(body, resp->body_len, q->q.broker_name, q->sub->tags,
                                    q->sub->tag_count, &q->ready) < 0) {
             RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "ringmq: pull of %s/%s/%d not decoded: %s",

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +53,7 @@ void
 daemon_spawn(struct daemon *d, const char *tag, const char *const *argv, const char *prefix)
 {
     uint64_t end;
+    pid_t parent;
 
     if (d->dir[0] == '\0') {
         snprintf(d->dir, sizeof(d->dir), "/tmp/%s-XXXXXX", tag);
@@ -59,12 +61,21 @@ daemon_spawn(struct daemon *d, const char *tag, const char *const *argv, const c
     }
     snprintf(d->log, sizeof(d->log), "%s/%s.log", d->dir, tag);
     unlink(d->log);
+    parent = getpid();
     d->pid = fork();
     cr_assert_geq(d->pid, 0);
     if (d->pid == 0) {
         int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
+        /* A test that crashes never stops its daemons: they die with it instead, and
+         * hold none of its descriptors (a runner reading the test's output would wait
+         * for a daemon's copy of it to close). */
+        if (fd < 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) {
+            _exit(127);
+        }
+        dup2(fd, 1);
         dup2(fd, 2);
+        close_range(3, ~0u, 0);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }

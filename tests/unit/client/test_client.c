@@ -3,14 +3,20 @@
  * selector, round robin with fault avoidance, UNIQ_KEY, properties, compression and the
  * decoding of pulled records, tag expressions, route parsing.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "client/client_int.h"
+#include "core/clock.h"
 #include "core/record.h"
 #include "net/codes.h"
 
@@ -360,4 +366,105 @@ Test(client_tx, a_transaction_check_is_answered_unknown_with_the_messages_ids)
     rmq_header_init(&check.h, RMQ_REQ_CHECK_TRANSACTION_STATE, RMQ_SER_JSON);
     cr_assert_eq(rmq_cli__end_tx_unknown(&C, &check, &out), -EINVAL);
     free(body);
+}
+
+/* ---- a sync call's answer and an async one in the same loop iteration -------------------- */
+
+/* A peer that reads two requests and answers both with one write, the sync call's (code
+ * GET_CONSUMER_LIST_BY_GROUP) first: the client then completes both in one iteration. */
+static void *
+answer_both_at_once(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = accept(lfd, NULL, NULL);
+    static uint8_t in[8192];
+    uint8_t out[1024];
+    struct rmq_frame req[2];
+    size_t have = 0, used = 0, len = 0;
+    int n = 0;
+
+    cr_assert_geq(fd, 0);
+    while (n < 2) {
+        ssize_t got = read(fd, in + have, sizeof(in) - have);
+        ssize_t k;
+
+        cr_assert_gt(got, 0);
+        have += (size_t)got;
+        while (n < 2 && (k = rmq_frame_decode(in + used, have - used, NULL, &req[n])) > 0) {
+            used += (size_t)k;
+            n++;
+        }
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 2; i++) {
+            bool is_sync = req[i].h.code == RMQ_REQ_GET_CONSUMER_LIST_BY_GROUP;
+            const char *body = is_sync ? "{\"consumerIdList\":[\"me\"]}" : "pulled records";
+            struct rmq_header h;
+            ssize_t w;
+
+            if (is_sync != (pass == 0)) {
+                continue;
+            }
+            rmq_header_init_response(&h, &req[i].h, RMQ_RESP_SUCCESS);
+            w = rmq_frame_encode_head(&h, (uint32_t)strlen(body), out + len, sizeof(out) - len);
+            cr_assert_gt(w, 0);
+            len += (size_t)w;
+            memcpy(out + len, body, strlen(body));
+            len += strlen(body);
+        }
+    }
+    cr_assert_eq(write(fd, out, len), (ssize_t)len);
+    while (read(fd, in, sizeof(in)) > 0) {
+    }
+    close(fd);
+    return NULL;
+}
+
+static uint8_t *taken_async_body;
+
+/* As the push consumer's pull callback does: the answer's body is taken. */
+static void
+take_async_answer(struct rmq_cli *c, void *arg, int err, struct rmq_cli_resp *resp)
+{
+    (void)c;
+    (void)arg;
+    cr_assert_eq(err, 0);
+    taken_async_body = rmq_cli__resp_take(resp);
+}
+
+Test(client_calls, a_sync_answer_survives_an_async_answer_completed_right_after_it)
+{
+    static struct rmq_cli c;
+    struct rmq_options o = {.namesrv = "127.0.0.1:1"};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    struct rmq_header pull, list;
+    char addr[64];
+    pthread_t peer;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(lfd, 0);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(lfd, 1), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+    cr_assert_eq(pthread_create(&peer, NULL, answer_both_at_once, &lfd), 0);
+    cr_assert_eq(rmq_cli__init(&c, &o, "CG"), 0);
+
+    rmq_header_init(&pull, RMQ_REQ_PULL_MESSAGE, c.ser);
+    cr_assert_eq(rmq_cli__call_async(&c, addr, &pull, NULL, 0, 5000, take_async_answer, NULL), 0,
+                 "%s", rmq_last_error());
+    rmq_header_init(&list, RMQ_REQ_GET_CONSUMER_LIST_BY_GROUP, c.ser);
+    cr_assert_eq(rmq_cli__call(&c, addr, &list, NULL, 0, rmq_clock_mono_ns() + 5000000000ull),
+                 0, "%s", rmq_last_error());
+    cr_assert_not_null(taken_async_body, "both answers were to complete in one iteration");
+    cr_assert_str_eq((const char *)taken_async_body, "pulled records");
+    cr_assert_eq(c.resp.code, RMQ_RESP_SUCCESS);
+    cr_assert_not_null(c.resp.body, "the sync answer's body was taken by the async callback");
+    cr_assert_str_eq((const char *)c.resp.body, "{\"consumerIdList\":[\"me\"]}");
+
+    free(taken_async_body);
+    rmq_cli__fini(&c);
+    pthread_join(peer, NULL);
+    close(lfd);
 }
