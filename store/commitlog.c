@@ -54,6 +54,8 @@
 #include "store/store_int.h"
 
 #define SCAN_CHUNK (4u << 20)
+/* maxMessageSize's highest setting plus a record's head, topic and properties */
+#define SCAN_RECORD_MAX ((64u << 20) + (64u << 10))
 #define STORE_TS_EVERY 64u          /* records stamped per wall-clock read */
 
 bool
@@ -153,6 +155,15 @@ set_error(struct rmq_store *s, const char *what, int err)
     s->error = -EIO;
     fail_all(s, &s->pending, -EIO);
     fail_all(s, &s->flush_waiters, -EIO);
+    /* Batches that completed behind one still in flight wait for it to move written;
+     * it never will now. (Those not done yet fail when they complete.) */
+    for (struct rmq_link *n = s->batch_inflight.next; n != &s->batch_inflight; n = n->next) {
+        struct rmq_store_batch *b = rmq_container_of(n, struct rmq_store_batch, link);
+
+        if (b->done) {
+            fail_all(s, &b->msgs, -EIO);
+        }
+    }
 }
 
 /* ---- segments ------------------------------------------------------------------------- */
@@ -355,6 +366,9 @@ next_segment_ready(struct rmq_store *s)
     if (s->prep_failed && !s->prep_in_flight) {
         s->stats.disk_full_refusals += s->prep_err == -ENOSPC;
         return s->prep_err;
+    }
+    if (s->closing && !s->prep_in_flight) {
+        return -ESHUTDOWN;          /* closing cancels the preparation: none will come */
     }
     rmq_store__prep_next(s);
     prep_advance(s, UINT64_MAX);
@@ -804,7 +818,8 @@ advance_written(struct rmq_store *s)
     if (s->on_written != NULL) {
         s->on_written(s->on_written_ctx, s->written_off);
     }
-    if (s->cfg.flush_type == RMQ_FLUSH_SYNC ||
+    /* closing: the flush timer is not re-armed, and the close waits for flushed */
+    if (s->cfg.flush_type == RMQ_FLUSH_SYNC || s->closing ||
         s->written_off - s->flushed_off >= (uint64_t)s->cfg.flush_least_pages * 4096) {
         sync_start(s);
     }
@@ -817,11 +832,12 @@ batch_done(struct rmq_disk_req *req, int32_t res)
     struct rmq_store *s = b->s;
     uint64_t want = b->bytes;
 
-    if (res < 0) {
+    if (res <= 0) {
+        /* failed, or no progress on a write of want > 0 bytes: not acknowledged, its
+         * messages fail with the store (set_error fails those of done batches) */
         b->done = true;
-        set_error(s, "commitlog write", res);
-        /* the batch's messages are not acknowledged; they fail with the store */
-        fail_all(s, &b->msgs, -EIO);
+        set_error(s, res < 0 ? "commitlog write" : "commitlog write (no progress)",
+                  res < 0 ? res : -EIO);
         return;
     }
     b->written += (uint64_t)res;
@@ -840,11 +856,6 @@ batch_done(struct rmq_disk_req *req, int32_t res)
                 v->iov_len -= skip;
                 skip = 0;
             }
-        }
-        if (res == 0) {
-            set_error(s, "commitlog write (no progress)", -EIO);
-            fail_all(s, &b->msgs, -EIO);
-            return;
         }
         batch_write(s, b);
         return;
@@ -1188,25 +1199,42 @@ torn_at_the_end(struct rmq_store *s, int i, const uint8_t *buf, uint64_t win_sta
  * segment size when it ended with a filler (or exactly full).
  */
 static int64_t
-scan_segment(struct rmq_store *s, int i, uint64_t pos, uint8_t *buf, size_t buf_len,
+scan_segment(struct rmq_store *s, int i, uint64_t pos, uint8_t **bufp, size_t *buf_lenp,
              bool *complete_out)
 {
     const struct rmq_store_seg *seg = &s->segs[i];
     uint64_t size = s->cfg.seg_size;
     uint64_t win_start = pos;
     uint64_t win_end = pos;
+    uint8_t *buf = *bufp;
+    size_t buf_len = *buf_lenp;
 
     *complete_out = false;
     while (pos + RMQ_RECORD_END_MIN_BLANK <= size) {
         struct rmq_record r;
         uint32_t blank = 0;
-        uint32_t rsize;
+        uint32_t rsize = 0;
         int64_t n;
 
+        if (pos + 8 <= win_end) {
+            rsize = rmq_get_be32(buf + (pos - win_start));
+        }
+        /* A record larger than the buffer (sized from today's maxMessageSize, which may
+         * have been lowered since it was stored): the buffer grows to hold it, up to the
+         * largest record any configuration allows. Else it would end the log here, and
+         * everything after it would be zeroed. */
+        if (rsize > buf_len && rsize <= RMQ_MIN(size - pos, (uint64_t)SCAN_RECORD_MAX)) {
+            uint8_t *grown = realloc(buf, rsize);
+
+            if (grown == NULL) {
+                return -ENOMEM;
+            }
+            *bufp = buf = grown;
+            *buf_lenp = buf_len = rsize;
+            win_end = pos;              /* read again below */
+        }
         /* keep [pos, pos + record size) inside the window whenever it can be */
-        if (pos + 8 > win_end ||
-            ((rsize = rmq_get_be32(buf + (pos - win_start))) <= buf_len &&
-             pos + rsize > win_end && win_end < size)) {
+        if (pos + 8 > win_end || (rsize <= buf_len && pos + rsize > win_end && win_end < size)) {
             ssize_t got = s->disk->ops->read(s->disk, seg->handle, pos, buf,
                                              (size_t)RMQ_MIN((uint64_t)buf_len, size - pos));
 
@@ -1378,7 +1406,7 @@ recover(struct rmq_store *s, const struct rmq_checkpoint *cp)
         bool full;
         uint64_t from = i == first_seg ? p - s->segs[i].start : 0;
         int64_t pos = from >= s->cfg.seg_size ? (int64_t)s->cfg.seg_size
-                                              : scan_segment(s, i, from, buf, buf_len, &full);
+                                              : scan_segment(s, i, from, &buf, &buf_len, &full);
 
         if (from >= s->cfg.seg_size) {
             full = true;                /* p is this segment's end: its filler was flushed */
@@ -1580,8 +1608,13 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
             s->min_off = s->reserved_off;
         }
     }
-    s->written_off = s->flushed_off = s->dispatched_off = s->reserved_off;
-    s->written_ts = s->flushed_ts = s->dispatched_ts = s->last_store_ts;
+    s->written_off = s->dispatched_off = s->reserved_off;
+    s->written_ts = s->dispatched_ts = s->last_store_ts;
+    /* Durable: what the checkpoint covered. Records recovery found past it may sit only in
+     * the page cache (a kill -9 keeps it); no checkpoint may claim them before the sync
+     * chain started below has covered them (flushed_ts 0 until then: no time claimed). */
+    s->flushed_off = RMQ_MIN(s->cp_off, s->reserved_off);
+    s->flushed_ts = s->flushed_off == s->reserved_off ? s->last_store_ts : 0;
     if (s->cfg.flush_type == RMQ_FLUSH_ASYNC) {
         rmq_timer_arm(loop, &s->flush_timer, (uint64_t)s->cfg.flush_interval_ms * 1000000u,
                       flush_timer_fire);
@@ -1591,6 +1624,7 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     s->cq_async = true;
     rmq_store__clean_start(s);
     rmq_store__prep_next(s);
+    sync_start(s);
     RMQ_INFO("store: commitlog ready (%s start) segments=%d min=%llu write_off=%llu "
              "scanned_from=%llu recovered_bytes=%llu queue_entries_rebuilt=%llu "
              "zeroed_bytes=%llu queues=%u flush=%s", s->unclean_start ? "unclean" : "clean",

@@ -35,6 +35,12 @@ struct fake_disk {
     struct rmq_timer deliver;       /* completions arrive on the next iteration */
     int fail_write_in;
     int fail_write_err;
+    int hold_write_in;
+    struct rmq_disk_req *held_write;
+    bool hold_prepares;
+    struct rmq_disk_req *held_prepare;
+    uint64_t held_prepare_start;
+    uint64_t held_prepare_size;
     int fail_sync_in;
     int fail_sync_err;
     bool hold_syncs;
@@ -97,6 +103,13 @@ f_prepare(struct rmq_disk *base, uint64_t start, uint64_t size, struct rmq_disk_
         finish(d, req, d->prepare_err);
         return;
     }
+    if (d->hold_prepares) {
+        RMQ_ASSERT(d->held_prepare == NULL);
+        d->held_prepare = req;
+        d->held_prepare_start = start;
+        d->held_prepare_size = size;
+        return;
+    }
     if (h < 0) {
         for (h = 0; h < FAKE_SEGS && d->segs[h].exists; h++) {
         }
@@ -108,6 +121,18 @@ f_prepare(struct rmq_disk *base, uint64_t start, uint64_t size, struct rmq_disk_
         d->segs[h].durable = calloc(1, size);
     }
     finish(d, req, h);
+}
+
+static void
+f_prepare_cancel(struct rmq_disk *base)
+{
+    struct fake_disk *d = (struct fake_disk *)base;
+    struct rmq_disk_req *req = d->held_prepare;
+
+    if (req != NULL) {
+        d->held_prepare = NULL;
+        finish(d, req, -ECANCELED);
+    }
 }
 
 static void
@@ -135,6 +160,11 @@ f_writev(struct rmq_disk *base, int h, uint64_t off, const struct iovec *iov, in
     d->unsynced[d->unsynced_len].off = off;
     d->unsynced[d->unsynced_len].len = p - off;
     d->unsynced_len++;
+    if (d->hold_write_in > 0 && --d->hold_write_in == 0) {
+        req->res = (int32_t)(p - off);
+        d->held_write = req;
+        return;
+    }
     finish(d, req, (int32_t)(p - off));
 }
 
@@ -316,6 +346,7 @@ fake_disk_unmapped_retired(const struct fake_disk *d)
 
 static const struct rmq_disk_ops fake_ops = {
     .prepare = f_prepare,
+    .prepare_cancel = f_prepare_cancel,
     .writev = f_writev,
     .sync = f_sync,
     .list = f_list,
@@ -408,6 +439,47 @@ fake_disk_crash(struct fake_disk *d, uint32_t seed)
         }
         }
     }
+    fake_disk_lose_unsynced(d);
+}
+
+void
+fake_disk_hold_write(struct fake_disk *d, int nth)
+{
+    d->hold_write_in = nth;
+}
+
+bool
+fake_disk_write_held(const struct fake_disk *d)
+{
+    return d->held_write != NULL;
+}
+
+void
+fake_disk_release_write(struct fake_disk *d, int32_t res)
+{
+    struct rmq_disk_req *req = d->held_write;
+
+    RMQ_ASSERT(req != NULL);
+    d->held_write = NULL;
+    finish(d, req, res);
+}
+
+void
+fake_disk_hold_prepares(struct fake_disk *d, bool hold)
+{
+    struct rmq_disk_req *req = d->held_prepare;
+
+    d->hold_prepares = hold;
+    if (!hold && req != NULL) {
+        d->held_prepare = NULL;
+        f_prepare(&d->base, d->held_prepare_start, d->held_prepare_size, req);
+    }
+}
+
+/* What is durable becomes all there is. */
+void
+fake_disk_lose_unsynced(struct fake_disk *d)
+{
     d->unsynced_len = 0;
     for (int i = 0; i < FAKE_SEGS; i++) {
         if (d->segs[i].exists) {
@@ -417,6 +489,8 @@ fake_disk_crash(struct fake_disk *d, uint32_t seed)
     /* the process died: nothing it was waiting for completes */
     rmq_list_init(&d->pending);
     rmq_list_init(&d->held);
+    d->held_write = NULL;
+    d->held_prepare = NULL;
     rmq_timer_cancel(d->base.loop, &d->deliver);
 }
 

@@ -144,6 +144,199 @@ Test(commitlog, appends_behind_a_failed_write_are_answered)
     close_store();
 }
 
+/* The second write completes first; then the first fails. The second's append waited for
+ * the first to move `written`, which now never happens: it is answered all the same. */
+Test(commitlog, an_append_completed_behind_a_write_that_then_fails_is_answered)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20};
+
+    open_store(&cfg);
+    fake_disk_hold_write(fd_, 1);
+    fill(&msgs[0], 0, 10, 0);
+    rmq_store_append(st, &msgs[0].m);
+    for (int i = 0; i < 1000 && !fake_disk_write_held(fd_); i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert(fake_disk_write_held(fd_));
+    fill(&msgs[1], 1, 10, 0);
+    rmq_store_append(st, &msgs[1].m);
+    run_for_ms(20);
+    cr_assert_eq(rmq_store_stats(st)->writes, 2);
+    cr_assert(!msgs[1].done, "acknowledged ahead of the write before it");
+    fake_disk_release_write(fd_, -EIO);
+    run_until_finished(2);
+    cr_assert_eq(msgs[0].status, -EIO);
+    cr_assert_eq(msgs[1].status, -EIO);
+    close_store();
+}
+
+static bool closed;
+
+static void
+close_done(struct rmq_store *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    closed = true;
+}
+
+static void
+close_within(uint64_t ms)
+{
+    uint64_t end = rmq_clock_mono_ns() + ms * 1000000u;
+
+    closed = false;
+    rmq_store_close(st, close_done, NULL);
+    while (!closed && rmq_clock_mono_ns() < end) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+}
+
+/* A close cancels the next segment's preparation. An append that was waiting for that
+ * segment is refused (nothing of it was written) and the close completes. */
+Test(commitlog, closing_while_an_append_waits_for_the_next_segment_refuses_it)
+{
+    struct rmq_store_config cfg = {.seg_size = 4096};
+
+    open_store(&cfg);
+    run_for_ms(5);                          /* the first next segment is ready */
+    fake_disk_hold_prepares(fd_, true);
+    fill(&msgs[0], 0, 3888, 0);             /* fills the first segment */
+    fill(&msgs[1], 1, 3888, 0);             /* the prepared second one */
+    fill(&msgs[2], 2, 3888, 0);             /* needs a third: its preparation is held */
+    for (int i = 0; i < 3; i++) {
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_for_ms(20);
+    cr_assert_eq(finished, 2);
+    cr_assert(!msgs[2].done);
+    close_within(2000);
+    cr_assert(closed, "the close never completed");
+    cr_assert_eq(msgs[2].status, -ESHUTDOWN);
+    verify_acked(2);
+    rmq_store_destroy(st);
+    st = NULL;
+    fake_disk_hold_prepares(fd_, false);
+}
+
+/* ASYNC_FLUSH: a write still in flight when the flush timer fires for the last time
+ * (closing does not re-arm it) is flushed once it completes, and the close completes. */
+Test(commitlog, a_close_flushes_writes_that_complete_after_the_last_flush_timer)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .flush_interval_ms = 1,
+                                   .flush_least_pages = 1u << 20};
+
+    open_store(&cfg);
+    fake_disk_hold_write(fd_, 1);
+    fill(&msgs[0], 0, 100, 0);
+    rmq_store_append(st, &msgs[0].m);
+    for (int i = 0; i < 1000 && !fake_disk_write_held(fd_); i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert(fake_disk_write_held(fd_));
+    close_within(20);                       /* the timer fires and is not re-armed */
+    cr_assert(!closed);
+    cr_assert(!rmq_timer_is_armed(&st->flush_timer));
+    fake_disk_release_write(fd_, (int32_t)msgs[0].m.end_off);
+    for (int i = 0; i < 2000 && !closed; i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    cr_assert(closed, "the close never completed: written %llu, flushed %llu",
+              (unsigned long long)rmq_store_written_off(st),
+              (unsigned long long)rmq_store_flushed_off(st));
+    cr_assert_eq(msgs[0].status, 0);
+    cr_assert_eq(rmq_store_flushed_off(st), rmq_store_written_off(st));
+    rmq_store_destroy(st);
+    st = NULL;
+}
+
+/* kill -9 keeps the page cache: recovery finds records past the checkpoint that were
+ * never fdatasync'd. They must be synced before any checkpoint claims them: here the
+ * next checkpoint is taken, then power is lost before the kernel wrote them back. */
+Test(commitlog, a_checkpoint_after_recovery_claims_only_what_was_synced)
+{
+    struct rmq_store_config cfg = {.seg_size = 64 << 10, .flush_interval_ms = 60000,
+                                   .flush_least_pages = 1u << 20,
+                                   .cq_flush_interval_ms = 60000};
+    uint8_t buf[4096];
+    int n = 40;
+
+    open_store(&cfg);
+    checkpoint_now();
+    for (int i = 0; i < n; i++) {
+        fill(&msgs[i], i, 3000, 0);
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_until_finished(n);
+    cr_assert_gt(st->seg_count, 1);
+    /* kill -9: the process goes, its unsynced writes stay in the (fake) page cache */
+    rmq_store_destroy(st);
+    st = NULL;
+    rmq_loop_fini(&loop);
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    fake_disk_attach(fd_, &loop);
+    open_store(&cfg);
+    run_for_ms(20);
+    checkpoint_now();
+    fake_disk_lose_unsynced(fd_);           /* power loss */
+    rmq_store_destroy(st);
+    st = NULL;
+    rmq_loop_fini(&loop);
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    fake_disk_attach(fd_, &loop);
+    open_store(&cfg);
+    for (int i = 0; i < n && (uint64_t)msgs[i].m.end_off <= rmq_store_written_off(st); i++) {
+        struct rmq_record r;
+        ssize_t got = rmq_store_read(st, (uint64_t)msgs[i].m.rec.phys_off, buf,
+                                     msgs[i].m.rec.total_size);
+
+        cr_assert_eq(got, (ssize_t)msgs[i].m.rec.total_size);
+        cr_assert_gt(rmq_record_decode(buf, (size_t)got, true, &r, NULL), 0,
+                     "record %d lies below the log end but is not there", i);
+    }
+    verify_queues_against_log();
+}
+
+/* maxMessageSize lowered after larger records were stored, then an unclean start: the
+ * recovery scan grows its buffer for them instead of ending the log (and zeroing the
+ * rest) at the first record larger than today's limit allows. */
+Test(commitlog, recovery_keeps_records_larger_than_todays_max_message_size)
+{
+    static uint8_t big[5 << 20];
+    struct rmq_store_config cfg = {.seg_size = 32 << 20, .flush_type = RMQ_FLUSH_SYNC,
+                                   .max_message_size = 8 << 20};
+    uint8_t tail[4096];
+    struct rmq_record r;
+
+    memset(big, 'b', sizeof(big));
+    open_store(&cfg);
+    checkpoint_now();
+    for (int i = 0; i < 3; i++) {
+        fill(&msgs[i], i, 100, 0);
+    }
+    msgs[1].m.rec.body = big;
+    msgs[1].m.rec.body_len = sizeof(big);
+    for (int i = 0; i < 3; i++) {
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_until_finished(3);
+    cr_assert(msgs[0].status == 0 && msgs[1].status == 0 && msgs[2].status == 0);
+    /* kill -9: no close, the abort file stays */
+    rmq_store_destroy(st);
+    st = NULL;
+    rmq_loop_fini(&loop);
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    fake_disk_attach(fd_, &loop);
+    cfg.max_message_size = 1 << 20;         /* scan buffer: 4 MiB, the record is 5 MiB */
+    open_store(&cfg);
+    cr_assert_eq(rmq_store_written_off(st), msgs[2].m.end_off, "the log was cut at %llu",
+                 (unsigned long long)rmq_store_written_off(st));
+    cr_assert_eq(rmq_store_queue_max(st, "T0", 2, 0), 3);
+    cr_assert_eq(rmq_store_read(st, (uint64_t)msgs[2].m.rec.phys_off, tail,
+                                msgs[2].m.rec.total_size), (ssize_t)msgs[2].m.rec.total_size);
+    cr_assert_gt(rmq_record_decode(tail, msgs[2].m.rec.total_size, true, &r, NULL), 0);
+}
+
 Test(commitlog, sync_failure_is_sticky)
 {
     struct rmq_store_config cfg = {.seg_size = 1 << 20, .flush_type = RMQ_FLUSH_SYNC};
