@@ -382,6 +382,8 @@ cq_make_finish(struct rmq_store *s, int ret)
         m->err = ret;
         m->err_q = q;
         m->err_first = m->first;
+    } else {
+        m->err = 0;                 /* an older failure (another queue's) is history now */
     }
     m->fd = -1;
     m->q = NULL;

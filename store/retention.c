@@ -108,8 +108,11 @@ delete_step(struct rmq_store *s, int used)
         return false;
     }
     next_start = s->segs[1].start;
-    if (s->flushed_off < next_start) {
-        return false;                   /* never delete what is not yet durable further on */
+    if (s->flushed_off < next_start || s->dispatched_off < next_start) {
+        /* never delete what is not yet durable, nor records whose queue entries are not
+         * written yet (dispatch stalled, or a slave's copy not parsed): they would point
+         * at a deleted segment, and a slave's parsing could never move on */
+        return false;
     }
     last_write = rmq_store__ts_at(s, next_start);
     if (last_write < 0) {
@@ -118,7 +121,9 @@ delete_step(struct rmq_store *s, int used)
     localtime_r(&t, &tm);
     expired = now - last_write > (int64_t)s->cfg.file_reserved_ms;
     in_window = (s->cfg.delete_hours_mask >> tm.tm_hour) & 1;
-    force = used >= (int)s->cfg.disk_force_ratio;
+    /* as the reference (isSpaceToDelete): once appends are refused for space, clean now;
+     * else a refuse ratio below the forcible one would refuse appends until segments expire */
+    force = used >= (int)RMQ_MIN(s->cfg.disk_force_ratio, s->cfg.disk_refuse_ratio);
     released = next_start <= s->release_off;
     if (!(expired && (in_window || used >= (int)s->cfg.disk_max_used_ratio)) && !force &&
         !released) {

@@ -525,6 +525,101 @@ Test(cqueue, disk_over_the_warning_ratio_refuses_until_space_returns)
     cr_assert_eq(msgs[1].status, 0);
 }
 
+/* Appends are refused from diskSpaceWarningLevelRatio on; set below the forcible ratio,
+ * segments must go from there too, or appends stay refused until some expire. */
+Test(cqueue, refusing_for_space_below_the_forcible_ratio_still_cleans)
+{
+    struct rmq_store_config cfg = {
+        .seg_size = 4096, .cq_entries = 10, .flush_type = RMQ_FLUSH_SYNC,
+        .clean_interval_ms = 5, .disk_refuse_ratio = 80, .disk_force_ratio = 85,
+    };
+
+    open_store(&cfg);
+    append_n(0, 60, 0, 200);                    /* about 5 segments, none expired */
+    fake_disk_set_space(fd_, 1000, 180);        /* 82 % used */
+    for (int i = 0; i < 3000 && st->seg_count > 1; i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert_eq(st->seg_count, 1, "%d segments kept", st->seg_count);
+    cr_assert_geq(rmq_store_stats(st)->segments_deleted, 4);
+    fill(&msgs[60], 60, 10, 0);
+    rmq_store_append(st, &msgs[60].m);
+    run_until_finished(61);
+    cr_assert_eq(msgs[60].status, -ENOSPC, "still full: the fake's space does not change");
+}
+
+/* Dispatch stalls (a queue file cannot be made: a plain file sits where its topic's
+ * directory goes) while the disk is over the forcible ratio. Retention keeps every
+ * segment from the first record without its queue entry on: once dispatch resumes, the
+ * entries point at records that exist. */
+Test(cqueue, retention_keeps_segments_whose_records_are_not_dispatched)
+{
+    struct rmq_store_config cfg = {
+        .seg_size = 4096, .cq_entries = 10, .flush_type = RMQ_FLUSH_SYNC,
+        .clean_interval_ms = 5, .disk_refuse_ratio = 99, .disk_force_ratio = 85,
+    };
+    struct rmq_store_range r[8];
+    struct rmq_get_result g;
+    uint64_t stalled_at;
+    char blocker[128];
+    int fd;
+
+    open_store(&cfg);
+    append_n(0, 30, 0, 200);                    /* T0/0: its files exist */
+    snprintf(blocker, sizeof(blocker), "%s/consumequeue/T1", root);
+    fd = open(blocker, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    fill(&msgs[30], 30, 200, 1);                /* T1/1: a new queue, its file cannot be made */
+    rmq_store_append(st, &msgs[30].m);
+    for (int i = 31; i < 61; i++) {             /* more T0/0 behind it, two segments' worth */
+        fill(&msgs[i], i, 200, 0);
+        rmq_store_append(st, &msgs[i].m);
+    }
+    run_for_ms(50);
+    cr_assert_eq(finished, 61);
+    stalled_at = (uint64_t)msgs[30].m.rec.phys_off;
+    cr_assert_eq(rmq_store_dispatched_off(st), stalled_at, "dispatch did not stall");
+    cr_assert_gt(rmq_store_stats(st)->dispatch_stalls, 0);
+    fake_disk_set_space(fd_, 1000, 50);         /* 95 % used: forcible deletion */
+    run_for_ms(300);
+    cr_assert_gt(rmq_store_stats(st)->segments_deleted, 0, "nothing was due anyway");
+    cr_assert_leq(rmq_store_min_off(st), stalled_at, "a segment with undispatched records went");
+    cr_assert_eq(unlink(blocker), 0);
+    fake_disk_set_space(fd_, 1000, 900);
+    for (int i = 0; i < 3000 && rmq_store_dispatched_off(st) < rmq_store_written_off(st); i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert_eq(rmq_store_dispatched_off(st), rmq_store_written_off(st));
+    rmq_store_get(st, "T1", 2, 1, 0, 8, NULL, 0, r, &g);
+    cr_assert_eq(g.status, RMQ_GET_FOUND);
+    cr_assert_eq(r[0].phys, stalled_at);
+}
+
+/* A queue's next file failed to be made ahead of time; another queue's file was made
+ * since, and the cause went away. When the queue reaches that file it is made then:
+ * the old failure is not reported again as if it were new (a dispatch stall). */
+Test(cqueue, an_old_failure_to_make_a_queue_file_is_not_reported_again)
+{
+    struct rmq_store_config cfg = {.seg_size = 1 << 20, .cq_entries = 10};
+    char blocker[160];
+
+    open_store(&cfg);
+    /* where T0/0's second file goes (entry 10, byte 200), a directory: opening it fails */
+    snprintf(blocker, sizeof(blocker), "%s/consumequeue/T0/0/%020d", root, 200);
+    append_n(0, 1, 0, 50);
+    cr_assert_eq(mkdir(blocker, 0755), 0);
+    append_n(1, 7, 0, 50);                      /* entries 1-7: the early make (from 6) fails */
+    fill(&msgs[8], 8, 50, 1);                   /* T1/1: a new queue's file is made */
+    rmq_store_append(st, &msgs[8].m);
+    run_until_finished(9);
+    cr_assert_eq(rmdir(blocker), 0);
+    cr_assert_eq(rmq_store_stats(st)->dispatch_stalls, 0);
+    append_n(9, 4, 0, 50);                      /* entries 8-11: 10 and 11 in the second file */
+    cr_assert_eq(rmq_store_stats(st)->dispatch_stalls, 0, "a stale failure stalled dispatch");
+    cr_assert_eq(rmq_store_queue_max(st, "T0", 2, 0), 12);
+}
+
 Test(cqueue, no_room_for_the_next_segment_refuses_then_resumes)
 {
     struct rmq_store_config cfg = {.seg_size = 4096, .flush_type = RMQ_FLUSH_SYNC};
