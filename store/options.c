@@ -23,8 +23,9 @@ const struct rmq_config_key rmq_store_option_keys[] = {
      0, 0, NULL, "root of the store: commitlog, consumequeue, index, config"},
     {"storePathCommitLog", RMQ_CONFIG_STR, OPT(storePathCommitLog), RMQ_STORE_PATH_MAX, "", 0,
      0, NULL, "commitlog directory (empty: <storePathRootDir>/commitlog)"},
+    /* under 2 GiB, as RocketMQ's int: a write, a walk and a record bound are 32-bit */
     {"mappedFileSizeCommitLog", RMQ_CONFIG_I64, OPT(mappedFileSizeCommitLog), 0, "1073741824",
-     65536, (int64_t)1 << 40, NULL, "bytes per commitlog segment"},
+     65536, ((int64_t)1 << 31) - 4096, NULL, "bytes per commitlog segment (under 2 GiB)"},
     {"mappedFileSizeConsumeQueue", RMQ_CONFIG_I64, OPT(mappedFileSizeConsumeQueue), 0,
      "6000000", 20 * 1024, (int64_t)20 * 100000000, NULL,
      "bytes per consume queue file (a multiple of 20)"},

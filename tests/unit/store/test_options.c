@@ -58,6 +58,8 @@ Test(store_options, broker_conf_names_on_the_command_line)
                     "--mappedFileSizeCommitLog=65536", "--syncFlushTimeout=250", NULL};
     char *bad[] = {"rmq-broker", "--flushDiskType=sync", NULL};
     char *small[] = {"rmq-broker", "--mappedFileSizeCommitLog=4096", NULL};
+    char *big[] = {"rmq-broker", "--mappedFileSizeCommitLog=2147483648", NULL};
+    char *largest[] = {"rmq-broker", "--mappedFileSizeCommitLog=2147479552", NULL};
 
     cr_assert_eq(rmq_config_parse_args(&s, &o, 5, argv, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(rmq_store_options_apply(&o, &cfg), 0);
@@ -70,6 +72,10 @@ Test(store_options, broker_conf_names_on_the_command_line)
     cr_assert(strstr(err, "flushDiskType"), "%s", err);
     cr_assert_eq(rmq_config_parse_args(&s, &o, 2, small, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "mappedFileSizeCommitLog"), "%s", err);
+    /* lengths of writes and walks within a segment are 32-bit: under 2 GiB, as an int */
+    cr_assert_eq(rmq_config_parse_args(&s, &o, 2, big, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "mappedFileSizeCommitLog"), "%s", err);
+    cr_assert_eq(rmq_config_parse_args(&s, &o, 2, largest, err, sizeof(err)), 0, "%s", err);
 }
 
 Test(store_options, delete_when_hours)
