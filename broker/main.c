@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -68,6 +69,42 @@ signal_read(struct rmq_op *op, int32_t res, uint32_t flags)
     rmq_broker_stop(D.b, stopped, NULL);
 }
 
+/*
+ * Every consume queue file and commitlog segment keeps its descriptor while the store
+ * runs (mapped, and fdatasync'd at checkpoints), so a broker with many topics and queues
+ * needs more than the usual soft limit of 1024: past it, new queues get no files (their
+ * messages wait undelivered) and a restart cannot open them all. The soft limit goes
+ * up to the hard one, as the reference's operators are told to do with ulimit -n.
+ */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit rl;
+    rlim_t was;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        RMQ_WARN("broker: reading the open files limit failed err=%s", strerror(errno));
+        return;
+    }
+    was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            RMQ_WARN("broker: raising the open files limit from %llu to %llu failed err=%s",
+                     (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = was;
+        }
+    }
+    if (rl.rlim_cur < 65536) {
+        RMQ_WARN("broker: open files limit %llu: one descriptor per consume queue file; with "
+                 "many topics and queues raise the hard limit (ulimit -Hn, systemd LimitNOFILE)",
+                 (unsigned long long)rl.rlim_cur);
+    } else if (was != rl.rlim_cur) {
+        RMQ_INFO("broker: open files limit %llu (was %llu)", (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)was);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -99,6 +136,7 @@ main(int argc, char **argv)
         return 2;
     }
     rmq_log_set_level((enum rmq_log_level)cfg->log_level);
+    raise_fd_limit();
     ncfg.limits.max_frame = (uint32_t)cfg->store.maxMessageSize + (1u << 20);
     if (ncfg.limits.max_frame < RMQ_FRAME_REF_MAX) {
         ncfg.limits.max_frame = RMQ_FRAME_REF_MAX;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -551,6 +552,37 @@ query(int ci, const char *group, const char *topic, int q, int *code)
     }
     answer_free(&a);
     return v;
+}
+
+/* The open files limit a broker finds (soft, often 1024) is raised to the hard one: one
+ * descriptor stays open per consume queue file. */
+Test(broker, raises_its_open_files_limit_to_the_hard_one)
+{
+    struct rlimit mine, low;
+    char path[64], line[256];
+    unsigned long long soft = 0, hard = 0;
+    FILE *f;
+
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &mine), 0);
+    if (mine.rlim_max <= 512) {
+        cr_skip_test("hard limit %llu: nothing to raise", (unsigned long long)mine.rlim_max);
+    }
+    low = mine;
+    low.rlim_cur = 512;                     /* what the broker inherits */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    broker_start(NULL);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &mine), 0);
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)B.pid);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "Max open files", 14) == 0) {
+            cr_assert_eq(sscanf(line + 14, "%llu %llu", &soft, &hard), 2, "%s", line);
+        }
+    }
+    fclose(f);
+    cr_assert_eq(soft, (unsigned long long)mine.rlim_max, "soft %llu, hard %llu", soft, hard);
+    daemon_stop_ok_at(&B);
 }
 
 Test(broker, offsets_and_messages_survive_a_graceful_restart)
