@@ -83,6 +83,7 @@ h_update_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
 {
     struct rmq_broker *b = ctx;
     char group[RMQ_GROUP_NAME_MAX + 1];
+    const struct rmq_topic_config *tc;
     struct queue_req q;
     int64_t off;
     int ret;
@@ -90,6 +91,19 @@ h_update_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
     (void)ref;
     if (!rmq_broker__need_str(c, req, "consumerGroup", group, sizeof(group)) ||
         !need_queue(c, req, &q) || !rmq_broker__need_i64(c, req, "commitOffset", &off)) {
+        return;
+    }
+    /* as the reference's 5.x: only for queues that exist, else any client could grow the
+     * offset table (and its file, rewritten every 5 s) without bound */
+    tc = rmq_topics_get(&b->topics, q.topic, strlen(q.topic));
+    if (tc == NULL) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_TOPIC_NOT_EXIST, "topic[%s] not exist", q.topic);
+        return;
+    }
+    if (q.queue_id < 0 || q.queue_id >= RMQ_MAX(tc->read_queues, tc->write_queues)) {
+        rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "QueueId[%d] is invalid, topic[%s] "
+                          "has %d queues", q.queue_id, q.topic,
+                          RMQ_MAX(tc->read_queues, tc->write_queues));
         return;
     }
     ret = rmq_offsets_commit(&b->offsets, q.topic, group, q.queue_id, off);

@@ -539,11 +539,12 @@ h_pull(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufref *ref, 
         !rmq_broker__need_i32(c, req, "queueId", &queue_id) ||
         !rmq_broker__need_i64(c, req, "queueOffset", &offset) ||
         !rmq_broker__need_i32(c, req, "maxMsgNums", &max_msgs) ||
-        !rmq_broker__need_i32(c, req, "sysFlag", &sysflag)) {
+        !rmq_broker__need_i32(c, req, "sysFlag", &sysflag) ||
+        /* required (REMOTING.md): a commit flag without a value used to store -1 */
+        !rmq_broker__need_i64(c, req, "commitOffset", &commit) ||
+        !rmq_broker__need_i64(c, req, "suspendTimeoutMillis", &suspend)) {
         return;
     }
-    rmq_header_get_i64(&req->h, "commitOffset", &commit);
-    rmq_header_get_i64(&req->h, "suspendTimeoutMillis", &suspend);
     if (!(b->cfg.broker_permission & RMQ_PERM_READ)) {
         rmq_broker__reply(c, &req->h, RMQ_RESP_NO_PERMISSION,
                           "the broker[%s] pulling message is forbidden", b->cfg.broker_name);

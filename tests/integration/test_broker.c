@@ -518,11 +518,13 @@ Test(broker, a_parked_pull_wakes_on_a_send_and_times_out_when_nothing_comes)
 
 /* ---- offsets and restarts ------------------------------------------------------------------- */
 
-static void
-commit(int ci, const char *group, const char *topic, int q, int64_t off)
+/* UPDATE_CONSUMER_OFFSET: the answer's code */
+static int
+commit_code(int ci, const char *group, const char *topic, int q, int64_t off)
 {
     struct rmq_header h;
     struct answer a;
+    int code;
 
     rmq_header_init(&h, RMQ_REQ_UPDATE_CONSUMER_OFFSET, RMQ_SER_JSON);
     rmq_header_add(&h, "consumerGroup", group);
@@ -530,8 +532,15 @@ commit(int ci, const char *group, const char *topic, int q, int64_t off)
     rmq_header_add_i64(&h, "queueId", q);
     rmq_header_add_i64(&h, "commitOffset", off);
     call(ci, &h, NULL, &a);
-    cr_assert_eq(a.code, RMQ_RESP_SUCCESS, "commit: %s", a.remark);
+    code = a.code;
     answer_free(&a);
+    return code;
+}
+
+static void
+commit(int ci, const char *group, const char *topic, int q, int64_t off)
+{
+    cr_assert_eq(commit_code(ci, group, topic, q, off), RMQ_RESP_SUCCESS);
 }
 
 static int64_t
@@ -556,6 +565,42 @@ query(int ci, const char *group, const char *topic, int q, int *code)
 
 /* The open files limit a broker finds (soft, often 1024) is raised to the hard one: one
  * descriptor stays open per consume queue file. */
+/* A pull with the commit flag carries commitOffset (required): without it the request is
+ * refused and the stored offset stays (it was overwritten with -1). Commits to a topic
+ * or queue that does not exist are refused: no client can grow the offset table. */
+Test(broker, offset_commits_need_a_value_and_a_queue_that_exists)
+{
+    struct rmq_header h;
+    struct answer a;
+    int code;
+
+    broker_start(NULL);
+    clients_to_broker();
+    create_topic(0, "CommitTopic", 2);
+    commit(0, "CG_C", "CommitTopic", 0, 5);
+    rmq_header_init(&h, RMQ_REQ_PULL_MESSAGE, RMQ_SER_JSON);
+    rmq_header_add(&h, "consumerGroup", "CG_C");
+    rmq_header_add(&h, "topic", "CommitTopic");
+    rmq_header_add_i64(&h, "queueId", 0);
+    rmq_header_add_i64(&h, "queueOffset", 0);
+    rmq_header_add_i64(&h, "maxMsgNums", 32);
+    rmq_header_add_i64(&h, "sysFlag", 1 | 4);      /* commit, subscription; no commitOffset */
+    rmq_header_add_i64(&h, "suspendTimeoutMillis", 0);
+    rmq_header_add(&h, "subscription", "*");
+    rmq_header_add_i64(&h, "subVersion", 0);
+    call(0, &h, NULL, &a);
+    cr_assert_eq(a.code, RMQ_RESP_SYSTEM_ERROR, "code %d %s", a.code, a.remark);
+    cr_assert(strstr(a.remark, "commitOffset") != NULL, "%s", a.remark);
+    answer_free(&a);
+    cr_assert_eq(query(0, "CG_C", "CommitTopic", 0, &code), 5, "the stored offset changed");
+    cr_assert_eq(commit_code(0, "CG_C", "NoSuchTopic", 0, 1), RMQ_RESP_TOPIC_NOT_EXIST);
+    cr_assert_eq(commit_code(0, "CG_C", "CommitTopic", 16383, 1), RMQ_RESP_SYSTEM_ERROR);
+    cr_assert_eq(commit_code(0, "CG_C", "CommitTopic", -1, 1), RMQ_RESP_SYSTEM_ERROR);
+    cr_assert_eq(commit_code(0, "CG_C", "CommitTopic", 1, 7), RMQ_RESP_SUCCESS);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
 Test(broker, raises_its_open_files_limit_to_the_hard_one)
 {
     struct rlimit mine, low;
@@ -1187,6 +1232,27 @@ idle_closed(void *arg)
 {
     (void)arg;
     return !rmq_client_is_connected(&C.cl[1]);
+}
+
+/* A connection that never sends anything (no heartbeat either) is closed once idle for
+ * clientChannelMaxIdleTimeSeconds: silent sockets cannot hold the broker's connection
+ * slots and send buffers. */
+Test(broker, a_connection_that_says_nothing_is_closed_when_idle)
+{
+    static const char *const idle[] = {"--clientChannelMaxIdleTimeSeconds=2", NULL};
+    uint64_t t0;
+    char byte;
+    ssize_t got;
+    int fd;
+
+    broker_start(idle);
+    fd = tcp_connect(B.port);               /* its receive times out after 20 s */
+    t0 = rmq_clock_mono_ns();
+    got = recv(fd, &byte, 1, 0);
+    cr_assert_eq(got, 0, "still open after %llu ms",
+                 (unsigned long long)((rmq_clock_mono_ns() - t0) / 1000000));
+    close(fd);
+    daemon_stop_ok_at(&B);
 }
 
 Test(broker, heartbeats_form_groups_members_are_notified_locks_follow_their_holder)
