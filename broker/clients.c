@@ -185,21 +185,35 @@ rmq_broker__clients_conn_closed(struct rmq_broker *b, struct rmq_conn *c)
     locks_release_client(b, ci->client_id, NULL);
 }
 
+/*
+ * Two rules, each after clientChannelMaxIdleTimeSeconds: a client that stops sending
+ * heartbeats, and any connection with no byte read or written (the reference's idle
+ * handler), heartbeat or not: else silent sockets would hold connection slots and
+ * send buffers for as long as the broker runs.
+ */
 void
 rmq_broker__clients_scan(struct rmq_broker *b)
 {
     uint64_t now = rmq_broker__now_ms(b);
     uint64_t idle = (uint64_t)b->cfg.channel_idle_s * 1000u;
+    uint64_t now_ns = b->loop->now_ns;
 
     for (uint32_t i = 0; i < b->srv.max_conns; i++) {
         struct rmq_conn *c = &b->srv.conns[i];
         struct rmq_conn_info *ci = &b->conns[i];
 
-        if (rmq_conn_is_open(c) && ci->gen == c->gen && ci->known &&
-            now - ci->last_beat_ms > idle) {
+        if (!rmq_conn_is_open(c)) {
+            continue;
+        }
+        if (ci->gen == c->gen && ci->known && now - ci->last_beat_ms > idle) {
             RMQ_WARN("broker: client silent for %llu s, closing peer=%s clientId=%s",
                      (unsigned long long)((now - ci->last_beat_ms) / 1000), c->peer_str,
                      ci->client_id);
+            rmq_conn_close(c, -ETIMEDOUT);
+        } else if (now_ns - c->active_ns > idle * 1000000u) {
+            RMQ_WARN("broker: connection idle for %llu s (nothing read or written), closing "
+                     "peer=%s", (unsigned long long)((now_ns - c->active_ns) / 1000000000u),
+                     c->peer_str);
             rmq_conn_close(c, -ETIMEDOUT);
         }
     }

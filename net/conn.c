@@ -228,6 +228,7 @@ rmq_conn_open(struct rmq_conn *c, struct rmq_net_loop *nl, int fd,
     c->owner = owner;
     c->fd = fd;
     c->state = RMQ_CONN_OPEN;
+    c->active_ns = nl->loop->now_ns;
     c->pend_head = -1;
     c->pend_tail = -1;
     rmq_op_init(&c->recv_op, recv_done);
@@ -576,6 +577,7 @@ recv_done(struct rmq_op *op, int32_t res, uint32_t flags)
         if (res > 0 && c->state == RMQ_CONN_OPEN) {
             nl->bufs.len[bid] = (uint32_t)res;
             nl->stats.bytes_in += (uint64_t)res;
+            c->active_ns = nl->loop->now_ns;
             pend_push(c, bid);
         } else {
             buf_release(nl, bid);
@@ -847,6 +849,9 @@ send_done(struct rmq_op *op, int32_t res, uint32_t flags)
         c->pipe_bytes -= RMQ_MIN((uint32_t)res, c->pipe_bytes);
     }
     c->nl->stats.bytes_out += (uint64_t)res;
+    if (res > 0) {
+        c->active_ns = c->nl->loop->now_ns;
+    }
     tx_advance(c, (uint32_t)res);
     if (!rmq_list_is_empty(&c->txq)) {
         send_start(c);

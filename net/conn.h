@@ -166,6 +166,7 @@ struct rmq_conn {
     struct iovec iov[RMQ_CONN_IOV_MAX];
     struct msghdr msg;
 
+    uint64_t active_ns;             /* last byte in or out, loop clock (idle checks) */
     struct rmq_link link;           /* waiting list */
     struct sockaddr_storage peer;
     char peer_str[INET6_ADDRSTRLEN + 8];
