@@ -70,6 +70,9 @@ chunk_get(struct rmq_net_loop *nl)
     RMQ_ASSERT(ch != NULL);         /* callers reserve before taking */
     nl->chunk_free = ch->next_free;
     nl->chunks_free--;
+    if (nl->chunks_free < nl->cfg.tx_chunk_count / 4 && !rmq_link_is_linked(&nl->shed.link)) {
+        rmq_loop_defer(nl->loop, &nl->shed);
+    }
     ch->seg.data = ch->data;
     ch->seg.len = 0;
     ch->seg.sent = 0;
@@ -82,6 +85,59 @@ chunk_get(struct rmq_net_loop *nl)
 /* ---- per-loop context --------------------------------------------------------- */
 
 static void kick_run(struct rmq_deferred *d);
+
+/*
+ * The tx pool is shared by the loop's connections, and once it runs dry every one of
+ * them is paused: a few peers that send requests but never read the answers (each up to
+ * conn_tx_limit queued) would stop the server for everyone. So when the pool is three
+ * quarters used, connections paused at their own limit with at least half of it in the
+ * pool's chunks, not reading what they asked for, are closed: their chunks come back.
+ */
+/* Bytes of c's queue in pool chunks (answers it has not read), not in files or the
+ * callers' memory (a large pull's records are not the pool's). */
+static uint64_t
+chunk_bytes_queued(const struct rmq_conn *c)
+{
+    uint64_t n = 0;
+
+    for (const struct rmq_link *l = c->txq.next; l != &c->txq; l = l->next) {
+        const struct rmq_out_seg *seg = rmq_container_of(l, const struct rmq_out_seg, link);
+
+        if (seg->release == chunk_release) {
+            n += seg->len - seg->sent;
+        }
+    }
+    return n;
+}
+
+static void
+shed_run(struct rmq_deferred *d)
+{
+    struct rmq_net_loop *nl = rmq_container_of(d, struct rmq_net_loop, shed);
+
+    while (nl->chunks_free < nl->cfg.tx_chunk_count / 4) {
+        struct rmq_conn *hog = NULL;
+
+        for (struct rmq_link *n = nl->waiting.next; n != &nl->waiting; n = n->next) {
+            struct rmq_conn *c = rmq_container_of(n, struct rmq_conn, link);
+
+            if (c->tx_queued >= nl->cfg.conn_tx_limit &&
+                chunk_bytes_queued(c) >= nl->cfg.conn_tx_limit / 2) {
+                hog = c;
+                break;
+            }
+        }
+        if (hog == NULL) {
+            return;
+        }
+        RMQ_LOG_RL(RMQ_LOG_WARN, 5000, "net: peer not reading its answers (%llu bytes queued) "
+                   "while the send pool runs low (%u of %u chunks free), closing peer=%s",
+                   (unsigned long long)hog->tx_queued, nl->chunks_free, nl->cfg.tx_chunk_count,
+                   hog->peer_str);
+        nl->stats.shed++;
+        rmq_conn_close(hog, -ENOBUFS);
+    }
+}
 
 int
 rmq_net_loop_init(struct rmq_net_loop *nl, struct rmq_loop *loop,
@@ -119,6 +175,8 @@ rmq_net_loop_init(struct rmq_net_loop *nl, struct rmq_loop *loop,
     rmq_list_init(&nl->waiting);
     rmq_list_init(&nl->kick.link);
     nl->kick.fn = kick_run;
+    rmq_list_init(&nl->shed.link);
+    nl->shed.fn = shed_run;
     ret = rmq_bufring_init(&nl->bufs, &loop->ring, bgid, nl->cfg.recv_buf_count,
                            nl->cfg.recv_buf_size);
     if (ret < 0) {
@@ -146,6 +204,9 @@ rmq_net_loop_init(struct rmq_net_loop *nl, struct rmq_loop *loop,
 void
 rmq_net_loop_fini(struct rmq_net_loop *nl)
 {
+    if (rmq_link_is_linked(&nl->shed.link)) {
+        rmq_list_del(&nl->shed.link);
+    }
     if (rmq_link_is_linked(&nl->kick.link)) {
         rmq_list_del(&nl->kick.link);
     }

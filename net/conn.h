@@ -91,6 +91,7 @@ struct rmq_net_stats {
     uint64_t proto_errors;          /* connections closed for a bad frame */
     uint64_t recv_nobufs;           /* recv stopped because the buffer ring was empty */
     uint64_t splices;               /* file -> socket transfers through a pipe */
+    uint64_t shed;                  /* closed for not reading answers as the pool ran low */
 };
 
 struct rmq_tx_chunk;
@@ -105,6 +106,7 @@ struct rmq_net_loop {
     uint32_t chunks_free;
     struct rmq_link waiting;        /* conns paused for pool space or starved of buffers */
     struct rmq_deferred kick;       /* re-checks waiting conns after releases */
+    struct rmq_deferred shed;       /* closes conns that hoard the pool (shed_run) */
     struct rmq_frame frame;         /* decode scratch: one frame is dispatched at a time */
     struct rmq_net_stats stats;
 };

@@ -1237,6 +1237,72 @@ idle_closed(void *arg)
 /* A connection that never sends anything (no heartbeat either) is closed once idle for
  * clientChannelMaxIdleTimeSeconds: silent sockets cannot hold the broker's connection
  * slots and send buffers. */
+/* Peers that send requests but never read the answers: each may queue up to its limit
+ * in the loop's shared send pool, and two dozen of them used to empty it, which paused
+ * every connection. Now they are closed as the pool runs low, and others are served. */
+Test(broker, clients_that_never_read_their_answers_cannot_stall_the_others, .timeout = 120)
+{
+    enum { HOGS = 24, REQS = 8000 };
+    static uint8_t reqs[REQS * 256];
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    int hogs[HOGS];
+    size_t len = 0;
+    size_t got_len;
+    uint8_t *resp;
+    int small = 4096;
+    int fd;
+
+    broker_start(NULL);
+    for (int i = 0; i < REQS; i++) {
+        struct rmq_header h;
+        ssize_t n;
+
+        rmq_header_init(&h, RMQ_REQ_GET_BROKER_RUNTIME_INFO, RMQ_SER_JSON);
+        h.opaque = i;
+        n = rmq_frame_encode_head(&h, 0, reqs + len, sizeof(reqs) - len);
+        cr_assert_gt(n, 0);
+        len += (size_t)n;
+    }
+    sa.sin_port = htons(B.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int k = 0; k < HOGS; k++) {
+        size_t off = 0;
+
+        hogs[k] = socket(AF_INET, SOCK_STREAM, 0);
+        setsockopt(hogs[k], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        cr_assert_eq(connect(hogs[k], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        while (off < len) {                 /* as much as the socket takes; never read */
+            ssize_t n = send(hogs[k], reqs + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+            if (n <= 0) {
+                break;
+            }
+            off += (size_t)n;
+        }
+    }
+    usleep(500000);
+    fd = tcp_connect(B.port);               /* answers within 20 s or recv fails */
+    {
+        struct rmq_header h;
+        uint8_t frame[128];
+        ssize_t n;
+
+        rmq_header_init(&h, RMQ_REQ_GET_BROKER_RUNTIME_INFO, RMQ_SER_JSON);
+        h.opaque = 424242;
+        n = rmq_frame_encode_head(&h, 0, frame, sizeof(frame));
+        cr_assert_gt(n, 0);
+        cr_assert_eq(send(fd, frame, (size_t)n, MSG_NOSIGNAL), n);
+    }
+    resp = read_frame(fd, &got_len);
+    cr_assert_gt(got_len, 8);
+    free(resp);
+    close(fd);
+    for (int k = 0; k < HOGS; k++) {
+        close(hogs[k]);
+    }
+    daemon_stop_ok_at(&B);
+}
+
 Test(broker, a_connection_that_says_nothing_is_closed_when_idle)
 {
     static const char *const idle[] = {"--clientChannelMaxIdleTimeSeconds=2", NULL};
