@@ -69,10 +69,19 @@ h_query_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufre
         reply_i64(c, &req->h, "offset", off);
         return;
     }
-    /* nothing committed: a queue that still starts at 0 makes a new group start there */
+    /* nothing committed: a queue that still starts at 0, with its first message still
+     * in the hot-data window (or none yet), makes a new group start there (REMOTING.md
+     * §12.8); else QUERY_NOT_FOUND and the client's own policy decides, rather than
+     * replaying a long backlog from disk */
     if (rmq_store_queue_min(b->store, q.topic, (uint32_t)strlen(q.topic), q.queue_id) <= 0) {
-        reply_i64(c, &req->h, "offset", 0);
-        return;
+        struct rmq_cq_entry e;
+
+        if (rmq_store_queue_entry(b->store, q.topic, (uint32_t)strlen(q.topic), q.queue_id, 0,
+                                  &e) < 0 ||
+            rmq_store_in_memory(b->store, (uint64_t)e.phys_off)) {
+            reply_i64(c, &req->h, "offset", 0);
+            return;
+        }
     }
     rmq_broker__reply(c, &req->h, RMQ_RESP_QUERY_NOT_FOUND,
                       "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first");

@@ -1115,7 +1115,7 @@ rmq_store_get(const struct rmq_store *s, const char *topic, uint32_t topic_len,
         uint64_t phys = rmq_get_be64(e);
         uint32_t size = rmq_get_be32(e + 8);
         int64_t tags = (int64_t)rmq_get_be64(e + 12);
-        bool in_memory = s->written_off - phys <= s->mem_window;
+        bool in_memory = rmq_store_in_memory(s, phys);
 
         if (batch_full(size, max_msgs, out->bytes, out->count, in_memory)) {
             break;
@@ -1157,6 +1157,12 @@ rmq_store_queue_max(const struct rmq_store *s, const char *topic, uint32_t topic
     const struct rmq_cq *q = rmq_cq_find(s, topic, topic_len, queue_id);
 
     return q != NULL ? q->max : 0;
+}
+
+bool
+rmq_store_in_memory(const struct rmq_store *s, uint64_t phys)
+{
+    return s->written_off - RMQ_MIN(phys, s->written_off) <= s->mem_window;
 }
 
 int

@@ -252,6 +252,10 @@ void rmq_store_get(const struct rmq_store *s, const char *topic, uint32_t topic_
                    uint32_t code_count, struct rmq_store_range *ranges,
                    struct rmq_get_result *out);
 
+/* Whether the record at log offset phys lies within the hot-data window
+ * (accessMessageInMemoryMaxRatio of RAM behind the written end). */
+bool rmq_store_in_memory(const struct rmq_store *s, uint64_t phys);
+
 /* Entry qoff of (topic, queue_id): 0, or -ENOENT when not readable (unknown queue,
  * outside [min, max), or its file gone). Delay scheduling reads delivery times here. */
 int rmq_store_queue_entry(const struct rmq_store *s, const char *topic, uint32_t topic_len,

@@ -601,6 +601,46 @@ Test(broker, offset_commits_need_a_value_and_a_queue_that_exists)
     daemon_stop_ok_at(&B);
 }
 
+/* A new group on a queue that still starts at 0 is told to start there only while that
+ * first message is in the hot-data window (REMOTING.md §12.8); else QUERY_NOT_FOUND and
+ * its own policy decides, instead of replaying a backlog from disk. */
+Test(broker, a_new_group_starts_at_0_only_while_the_first_message_is_in_memory)
+{
+    static const char *const cold[] = {"--accessMessageInMemoryMaxRatio=0", NULL};
+    struct pull_req p = {"CG_HOT", "HotTopic", 0, 0, 32, 4, 0, NULL};
+    struct answer a;
+    int code;
+
+    broker_start(cold);
+    clients_to_broker();
+    create_topic(0, "HotTopic", 2);
+    send_one(0, "HotTopic", 0, "", "m", &a);
+    cr_assert_eq(a.code, RMQ_RESP_SUCCESS);
+    answer_free(&a);
+    for (int i = 0; i < 100; i++) {         /* until the message is visible */
+        pull(0, &p, &a);
+        code = a.code;
+        answer_free(&a);
+        if (code == RMQ_RESP_SUCCESS) {
+            break;
+        }
+        usleep(20000);
+    }
+    cr_assert_eq(code, RMQ_RESP_SUCCESS);
+    query(0, "CG_NEW", "HotTopic", 0, &code);
+    cr_assert_eq(code, RMQ_RESP_QUERY_NOT_FOUND, "a window of 0: the first message is on disk");
+    cr_assert_eq(query(0, "CG_NEW", "HotTopic", 1, &code), 0, "an empty queue starts at 0");
+    cr_assert_eq(code, RMQ_RESP_SUCCESS);
+    clients_down();
+    daemon_stop_ok_at(&B);
+    broker_start(NULL);                     /* the default window: 40 % of RAM */
+    clients_to_broker();
+    cr_assert_eq(query(0, "CG_NEW", "HotTopic", 0, &code), 0);
+    cr_assert_eq(code, RMQ_RESP_SUCCESS);
+    clients_down();
+    daemon_stop_ok_at(&B);
+}
+
 Test(broker, raises_its_open_files_limit_to_the_hard_one)
 {
     struct rlimit mine, low;
