@@ -206,6 +206,9 @@ on_offset(struct ha_conn *c, uint64_t off)
         m->stats.slaves++;
         RMQ_INFO("ha: slave %s starts at offset %llu (log end %llu)", c->peer,
                  (unsigned long long)from, (unsigned long long)written);
+        /* where to start, not an ack: the slave has yet to compare its tail before it
+         * (a diverged one must not complete SYNC_MASTER waits); it acks after each write */
+        return;
     } else if (c->refusing) {
         return;
     } else if (off > written) {

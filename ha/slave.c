@@ -439,6 +439,9 @@ connect_done(struct rmq_op *op, int32_t res, uint32_t flags)
     s->accept_any_start = end == min;
     /* ask again for the tail we have, to compare it (ha.h) */
     from = end == min ? end : RMQ_MAX(min, end - RMQ_MIN(end, (uint64_t)RMQ_HA_VERIFY_BYTES));
+    if (from == 0 && end > 0) {
+        from = 1;                   /* 0 is "an empty slave": it would get the newest segment */
+    }
     s->expect = from;
     s->verify_end = end;
     RMQ_INFO("ha: connected to master %s, log end %llu, asking from %llu", s->master,

@@ -415,3 +415,72 @@ Test(ha, an_empty_slave_starting_at_the_newest_segment_acks_nothing_before_it)
     master_down();
     side_down(&ms);
 }
+
+/* A slave with less than RMQ_HA_VERIFY_BYTES of log asked for offset 0, which means "an
+ * empty slave": the master, past its first segment, sent the newest one, and the healthy
+ * slave saw a gap and stopped for good. */
+Test(ha, a_slave_with_a_small_log_is_not_taken_for_an_empty_one)
+{
+    side_up(&ms, "m");
+    side_up(&ss, "s");
+    master_up();
+    slave_up();
+    append_to(ms.st, 0, 5, 0);                  /* well under 4 KiB */
+    wait_caught_up();
+    cr_assert_lt(rmq_store_written_off(ss.st), RMQ_HA_VERIFY_BYTES);
+    slave_down();
+    append_to(ms.st, 5, 1500, 0);              /* the master moves past its first segment */
+    cr_assert_gt(rmq_store_written_off(ms.st), SEG);
+    slave_up();
+    for (int i = 0; i < 3000 && rmq_ha_slave_diverged(slave) == NULL &&
+                    rmq_store_written_off(ss.st) != rmq_store_written_off(ms.st); i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    cr_assert_null(rmq_ha_slave_diverged(slave), "diverged: %s", rmq_ha_slave_diverged(slave));
+    wait_caught_up();
+    assert_identical(0);
+    slave_down();
+    master_down();
+    side_down(&ss);
+    side_down(&ms);
+}
+
+/* A reconnecting slave's first offset is where to start, not an ack: it has yet to
+ * compare its tail. A diverged slave used to complete a SYNC_MASTER wait with it. */
+Test(ha, a_diverged_slave_reconnecting_completes_no_wait)
+{
+    struct wait_box b = {.w.done = wait_done};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    uint8_t zero[8] = {0};
+    uint64_t target;
+    int fd;
+
+    side_up(&ms, "m");
+    side_up(&ss, "s");
+    append_to(ms.st, 0, 300, 0);
+    append_to(ss.st, 0, 300, 7);               /* same shape, other bytes: diverged */
+    target = rmq_store_written_off(ms.st) - 2 * RMQ_HA_VERIFY_BYTES;
+    master_up();
+    /* another slave (empty, never acks) lets the master take waits */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_port = htons(rmq_ha_master_port(master));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
+    for (int i = 0; i < 2000 && rmq_ha_master_stats(master)->slaves == 0; i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    cr_assert_eq(rmq_ha_master_wait(master, &b.w, target, 3000), 0);
+    slave_up();                                 /* the diverged one */
+    for (int i = 0; i < 5000 && !b.done; i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    cr_assert(b.done);
+    cr_assert_neq(b.status, 0, "a wait answered OK although no slave has the bytes");
+    cr_assert_not_null(rmq_ha_slave_diverged(slave));
+    close(fd);
+    slave_down();
+    master_down();
+    side_down(&ss);
+    side_down(&ms);
+}
