@@ -117,7 +117,7 @@ cp_write_page(struct rmq_store *s)
     struct io_uring_sqe *sqe;
 
     /* every record below the offset must be durable in the log too */
-    s->cp_target = RMQ_MIN(s->cp_target, s->flushed_off);
+    s->cp_target = RMQ_MIN(s->cp_target, s->flushed_rec_off);
     cp.offset = s->cp_target;
     cp.physic_ts = cp.logics_ts = RMQ_MIN(s->cp_target_ts, s->flushed_ts);
     cp.index_ts = cp.physic_ts;

@@ -469,6 +469,7 @@ rebase_step(struct rmq_disk_req *req, int32_t res)
     if (s->rebase_step == 0 || s->rebase_step == 3) {
         s->segs[0].start = s->rebase_to;
         s->min_off = s->reserved_off = s->written_off = s->flushed_off = s->rebase_to;
+        s->flushed_rec_off = s->rebase_to;
         s->dispatched_off = s->raw_parse_off = s->rebase_to;
         s->release_off = RMQ_MAX(s->release_off, s->rebase_to);
         if (s->next_handle >= 0 && s->rebase_step == 0) {
@@ -902,6 +903,7 @@ sync_start(struct rmq_store *s)
     }
     s->sync_in_flight = true;
     s->sync_target = s->written_off;
+    s->sync_rec_target = RMQ_MIN(s->dispatched_off, s->written_off);    /* a record start */
     s->sync_target_ts = s->written_ts;
     /* segments holding unflushed bytes: from flushed_off's segment to the target's */
     s->sync_seg = seg_index_of(s, s->flushed_off);
@@ -941,6 +943,8 @@ sync_done(struct rmq_disk_req *req, int32_t res)
     }
     s->sync_in_flight = false;
     s->flushed_off = s->sync_target;
+    s->flushed_rec_off = RMQ_MAX(s->flushed_rec_off, s->sync_rec_target);
+    rmq_store__flushed_rec_update(s);
     s->flushed_ts = s->sync_target_ts;
     complete_flushed(s);
     if (s->cfg.flush_type == RMQ_FLUSH_SYNC || s->closing) {
@@ -1613,7 +1617,7 @@ rmq_store_open(struct rmq_store **out, struct rmq_loop *loop, struct rmq_disk *d
     /* Durable: what the checkpoint covered. Records recovery found past it may sit only in
      * the page cache (a kill -9 keeps it); no checkpoint may claim them before the sync
      * chain started below has covered them (flushed_ts 0 until then: no time claimed). */
-    s->flushed_off = RMQ_MIN(s->cp_off, s->reserved_off);
+    s->flushed_off = s->flushed_rec_off = RMQ_MIN(s->cp_off, s->reserved_off);
     s->flushed_ts = s->flushed_off == s->reserved_off ? s->last_store_ts : 0;
     if (s->cfg.flush_type == RMQ_FLUSH_ASYNC) {
         rmq_timer_arm(loop, &s->flush_timer, (uint64_t)s->cfg.flush_interval_ms * 1000000u,

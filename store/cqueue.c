@@ -662,6 +662,7 @@ rmq_store__dispatch(struct rmq_store *s)
         }
     }
     s->dispatched_off = s->raw ? RMQ_MIN(s->written_off, s->raw_parse_off) : s->written_off;
+    rmq_store__flushed_rec_update(s);
     if (s->raw && s->raw_parse_off < s->written_off && s->disp_head == s->disp_tail &&
         !s->raw_bad) {
         rmq_store__raw_parse(s);        /* the ring was full: the rest of the copy */

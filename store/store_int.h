@@ -124,6 +124,9 @@ struct rmq_store {
     uint64_t reserved_off;
     uint64_t written_off;
     uint64_t flushed_off;
+    /* a record boundary <= flushed_off: the most a checkpoint may claim (a slave's
+     * copies, and so its flushes, end anywhere inside a record) */
+    uint64_t flushed_rec_off;
     int64_t last_store_ts;
 
     struct rmq_link pending;        /* appends not yet placed in a batch */
@@ -138,6 +141,7 @@ struct rmq_store {
     struct rmq_link flush_waiters;  /* SYNC_FLUSH: written, waiting for flushed */
     bool sync_in_flight;
     uint64_t sync_target;           /* flushed becomes this when the sync chain ends */
+    uint64_t sync_rec_target;       /* and flushed_rec_off this: dispatched when it began */
     int sync_seg;                   /* segment being synced */
     struct rmq_disk_req sync_req;
     struct rmq_timer flush_timer;   /* ASYNC_FLUSH interval */
@@ -244,6 +248,15 @@ int rmq_cq_trim(struct rmq_store *s, bool unclean);
 void rmq_cq_set_min_phys(struct rmq_store *s, uint64_t min_phys);
 /* Move written records' entries into their queues (after written_off moved). */
 void rmq_store__dispatch(struct rmq_store *s);
+
+/* dispatched_off is a record boundary: once flushed covers it, a checkpoint may claim it. */
+static inline void
+rmq_store__flushed_rec_update(struct rmq_store *s)
+{
+    if (s->dispatched_off <= s->flushed_off && s->dispatched_off > s->flushed_rec_off) {
+        s->flushed_rec_off = s->dispatched_off;
+    }
+}
 
 /* ---- checkpoint (checkpoint.c) ------------------------------------------------------------ */
 

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/be.h"
@@ -17,6 +19,7 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 #define SEG (64u << 10)
 #define MSGS 600
@@ -307,6 +310,105 @@ Test(raw, a_half_copied_record_is_dropped_at_reopen_and_copied_again)
     copy_range(rmq_store_reserved_off(slave.st), end, 4);
     assert_same_bytes(0, end);
     assert_same_queues();
+    side_down(&slave);
+    side_down(&master);
+}
+
+/* A slave flushes wherever its copies end, often inside a record. Its checkpoint must
+ * still name a record boundary: one inside a record made recovery after a kill -9 end
+ * the log there, zero the records after it that the slave had acknowledged, and stop
+ * its consume queues for good ("not a record"). */
+static void
+side_up_flushing(struct side *sd, const char *name)
+{
+    struct rmq_store_config c = {.seg_size = SEG, .flush_least_pages = 1,
+                                 .flush_interval_ms = 600000, .cq_flush_interval_ms = 600000};
+
+    snprintf(sd->dir, sizeof(sd->dir), "%s/%s", root, name);
+    mkdir(sd->dir, 0755);
+    c.root_dir = sd->dir;
+    sd->disk = rmq_disk_uring_create(&loop, sd->dir);
+    cr_assert_not_null(sd->disk);
+    cr_assert_eq(rmq_store_open(&sd->st, &loop, sd->disk, &c), 0);
+}
+
+static void
+child_check(bool ok, int line)
+{
+    if (!ok) {
+        fprintf(stderr, "child: check at line %d failed\n", line);
+        _exit(3);
+    }
+}
+
+Test(raw, a_slaves_checkpoint_names_a_record_boundary_and_kill_9_keeps_its_copies)
+{
+    char path[256];
+    uint64_t xy[2];
+    pid_t pid;
+    int status;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/xy", root);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        uint64_t x, y, cps;
+
+        child_check(rmq_loop_init(&loop, NULL) == 0, __LINE__);    /* a ring of its own */
+        side_up(&master, "m");
+        side_up_flushing(&slave, "s");
+        fill_master(200);
+        x = (uint64_t)msgs[40].m.rec.phys_off + 30;    /* inside record 40 */
+        y = (uint64_t)msgs[43].m.rec.phys_off;         /* a boundary after it */
+        child_check(x < SEG / 2 && y - x < 4096u, __LINE__);
+        /* [0, x): 4 KiB and more unflushed, so an fdatasync covers it: flushed = x */
+        child_check(copy_one(0, (uint32_t)x) == 0, __LINE__);
+        for (int i = 0; i < 5000 && rmq_store_flushed_off(slave.st) != x; i++) {
+            rmq_loop_run_once(&loop, 1000000);
+        }
+        child_check(rmq_store_flushed_off(slave.st) == x, __LINE__);
+        /* the rest of record 40 and two more: parsed and dispatched, not flushed */
+        child_check(copy_one(x, (uint32_t)(y - x)) == 0, __LINE__);
+        for (int i = 0; i < 5000 && rmq_store_dispatched_off(slave.st) != y; i++) {
+            rmq_loop_run_once(&loop, 1000000);
+        }
+        child_check(rmq_store_dispatched_off(slave.st) == y, __LINE__);
+        child_check(rmq_store_flushed_off(slave.st) == x, __LINE__);
+        cps = rmq_store_stats(slave.st)->checkpoints;
+        rmq_store_checkpoint(slave.st);
+        for (int i = 0; i < 5000 && rmq_store_stats(slave.st)->checkpoints == cps; i++) {
+            rmq_loop_run_once(&loop, 1000000);
+        }
+        child_check(rmq_store_stats(slave.st)->checkpoints > cps, __LINE__);
+        side_down(&master);
+        xy[0] = x;
+        xy[1] = y;
+        f = fopen(path, "w");
+        child_check(f != NULL && fwrite(xy, sizeof(xy), 1, f) == 1, __LINE__);
+        fclose(f);
+        raise(SIGKILL);             /* kill -9: the page cache keeps every write */
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d", status);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fread(xy, sizeof(xy), 1, f), 1u);
+    fclose(f);
+    side_up(&master, "m");
+    side_up(&slave, "s");
+    cr_assert_eq(rmq_store_reserved_off(slave.st), xy[1],
+                 "the slave's log ends at %llu, not %llu: copied records were zeroed",
+                 (unsigned long long)rmq_store_reserved_off(slave.st),
+                 (unsigned long long)xy[1]);
+    /* what HA does next: the master's bytes from there on; all of them parse */
+    copy_range(rmq_store_reserved_off(slave.st), rmq_store_written_off(master.st), 5);
+    for (int i = 0; i < 2000 && rmq_store_raw_parsed_off(slave.st) <
+                                rmq_store_written_off(master.st); i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert_eq(rmq_store_stats(slave.st)->raw_bad_records, 0);
+    cr_assert_eq(rmq_store_raw_parsed_off(slave.st), rmq_store_written_off(master.st));
     side_down(&slave);
     side_down(&master);
 }
