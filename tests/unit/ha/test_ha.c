@@ -381,11 +381,28 @@ Test(ha, a_slave_ahead_of_its_master_stops)
     side_down(&ms);
 }
 
+/* A peer on the master's HA port that says "empty" (offset 0) and never acks anything
+ * else; returns its socket once the master counts it as a slave. */
+static int
+empty_peer_up(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    uint8_t zero[8] = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    sa.sin_port = htons(rmq_ha_master_port(master));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
+    for (int i = 0; i < 2000 && rmq_ha_master_stats(master)->slaves == 0; i++) {
+        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
+    }
+    return fd;
+}
+
 Test(ha, an_empty_slave_starting_at_the_newest_segment_acks_nothing_before_it)
 {
     struct wait_box b = {.w.done = wait_done};
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    uint8_t zero[8] = {0};
     uint64_t start;
     int fd;
 
@@ -394,15 +411,7 @@ Test(ha, an_empty_slave_starting_at_the_newest_segment_acks_nothing_before_it)
     start = rmq_store_written_off(ms.st) - rmq_store_written_off(ms.st) % SEG;
     cr_assert_gt(start, 0);
     master_up();
-    /* a peer that says "empty" (offset 0) and never acks anything else */
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    sa.sin_port = htons(rmq_ha_master_port(master));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
-    for (int i = 0; i < 2000 && rmq_ha_master_stats(master)->slaves == 0; i++) {
-        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
-    }
+    fd = empty_peer_up();
     cr_assert_eq(rmq_ha_master_stats(master)->slaves, 1);
     cr_assert_eq(rmq_ha_master_stats(master)->acked_off, 0, "it has none of the log");
     cr_assert_eq(rmq_ha_master_wait(master, &b.w, start, 200), 0);
@@ -450,8 +459,6 @@ Test(ha, a_slave_with_a_small_log_is_not_taken_for_an_empty_one)
 Test(ha, a_diverged_slave_reconnecting_completes_no_wait)
 {
     struct wait_box b = {.w.done = wait_done};
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    uint8_t zero[8] = {0};
     uint64_t target;
     int fd;
 
@@ -461,15 +468,7 @@ Test(ha, a_diverged_slave_reconnecting_completes_no_wait)
     append_to(ss.st, 0, 300, 7);               /* same shape, other bytes: diverged */
     target = rmq_store_written_off(ms.st) - 2 * RMQ_HA_VERIFY_BYTES;
     master_up();
-    /* another slave (empty, never acks) lets the master take waits */
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    sa.sin_port = htons(rmq_ha_master_port(master));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    cr_assert_eq(write(fd, zero, sizeof(zero)), (ssize_t)sizeof(zero));
-    for (int i = 0; i < 2000 && rmq_ha_master_stats(master)->slaves == 0; i++) {
-        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
-    }
+    fd = empty_peer_up();                       /* another slave: the master takes waits */
     cr_assert_eq(rmq_ha_master_wait(master, &b.w, target, 3000), 0);
     slave_up();                                 /* the diverged one */
     for (int i = 0; i < 5000 && !b.done; i++) {

@@ -160,15 +160,21 @@ verify_acked(int n)
 
 
 void
-crash_and_reopen(struct rmq_store_config *cfg, uint32_t seed)
+kill9_and_reopen(struct rmq_store_config *cfg)
 {
-    fake_disk_crash(fd_, seed);
     rmq_store_destroy(st);
     st = NULL;
     rmq_loop_fini(&loop);
     cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
     fake_disk_attach(fd_, &loop);
     open_store(cfg);
+}
+
+void
+crash_and_reopen(struct rmq_store_config *cfg, uint32_t seed)
+{
+    fake_disk_crash(fd_, seed);
+    kill9_and_reopen(cfg);
 }
 
 void

@@ -40,6 +40,9 @@ void close_store(void);
 void wipe_root(bool keep);
 /* Every acknowledged message among the first n reads back byte for byte. */
 void verify_acked(int n);
+/* The process dies (kill -9: no close, the abort file stays, the page cache keeps every
+ * write), then the store opens again on a new loop. */
+void kill9_and_reopen(struct rmq_store_config *cfg);
 /* Simulated power loss (seeded fate of unsynced writes), then open again. */
 void crash_and_reopen(struct rmq_store_config *cfg, uint32_t seed);
 void run_for_ms(uint64_t ms);

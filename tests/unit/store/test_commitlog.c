@@ -144,6 +144,27 @@ Test(commitlog, appends_behind_a_failed_write_are_answered)
     close_store();
 }
 
+/* Loop iterations while cond holds, at most about two seconds' worth. */
+#define run_while(cond)                                                                    \
+    do {                                                                                   \
+        for (int it_ = 0; it_ < 2000 && (cond); it_++) {                                   \
+            cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);                            \
+        }                                                                                  \
+    } while (0)
+
+/* Append message i (body bytes) with its write's completion held back by the disk. */
+static void
+append_with_write_held(int i, uint32_t body)
+{
+    fake_disk_hold_write(fd_, 1);
+    fill(&msgs[i], i, body, 0);
+    rmq_store_append(st, &msgs[i].m);
+    for (int k = 0; k < 1000 && !fake_disk_write_held(fd_); k++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    cr_assert(fake_disk_write_held(fd_));
+}
+
 /* The second write completes first; then the first fails. The second's append waited for
  * the first to move `written`, which now never happens: it is answered all the same. */
 Test(commitlog, an_append_completed_behind_a_write_that_then_fails_is_answered)
@@ -151,17 +172,14 @@ Test(commitlog, an_append_completed_behind_a_write_that_then_fails_is_answered)
     struct rmq_store_config cfg = {.seg_size = 1 << 20};
 
     open_store(&cfg);
-    fake_disk_hold_write(fd_, 1);
-    fill(&msgs[0], 0, 10, 0);
-    rmq_store_append(st, &msgs[0].m);
-    for (int i = 0; i < 1000 && !fake_disk_write_held(fd_); i++) {
-        rmq_loop_run_once(&loop, 1000000);
-    }
-    cr_assert(fake_disk_write_held(fd_));
+    append_with_write_held(0, 10);
     fill(&msgs[1], 1, 10, 0);
     rmq_store_append(st, &msgs[1].m);
-    run_for_ms(20);
+    run_while(rmq_store_stats(st)->writes < 2);
     cr_assert_eq(rmq_store_stats(st)->writes, 2);
+    for (int i = 0; i < 10; i++) {          /* the second write's completion comes in */
+        rmq_loop_run_once(&loop, 1000000);
+    }
     cr_assert(!msgs[1].done, "acknowledged ahead of the write before it");
     fake_disk_release_write(fd_, -EIO);
     run_until_finished(2);
@@ -181,15 +199,10 @@ close_done(struct rmq_store *s, void *arg)
 }
 
 static void
-close_within(uint64_t ms)
+close_start(void)
 {
-    uint64_t end = rmq_clock_mono_ns() + ms * 1000000u;
-
     closed = false;
     rmq_store_close(st, close_done, NULL);
-    while (!closed && rmq_clock_mono_ns() < end) {
-        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
-    }
 }
 
 /* A close cancels the next segment's preparation. An append that was waiting for that
@@ -207,10 +220,11 @@ Test(commitlog, closing_while_an_append_waits_for_the_next_segment_refuses_it)
     for (int i = 0; i < 3; i++) {
         rmq_store_append(st, &msgs[i].m);
     }
-    run_for_ms(20);
+    run_while(finished < 2);
     cr_assert_eq(finished, 2);
     cr_assert(!msgs[2].done);
-    close_within(2000);
+    close_start();
+    run_while(!closed);
     cr_assert(closed, "the close never completed");
     cr_assert_eq(msgs[2].status, -ESHUTDOWN);
     verify_acked(2);
@@ -227,20 +241,13 @@ Test(commitlog, a_close_flushes_writes_that_complete_after_the_last_flush_timer)
                                    .flush_least_pages = 1u << 20};
 
     open_store(&cfg);
-    fake_disk_hold_write(fd_, 1);
-    fill(&msgs[0], 0, 100, 0);
-    rmq_store_append(st, &msgs[0].m);
-    for (int i = 0; i < 1000 && !fake_disk_write_held(fd_); i++) {
-        rmq_loop_run_once(&loop, 1000000);
-    }
-    cr_assert(fake_disk_write_held(fd_));
-    close_within(20);                       /* the timer fires and is not re-armed */
+    append_with_write_held(0, 100);
+    close_start();
+    run_while(rmq_timer_is_armed(&st->flush_timer));   /* fires, and is not re-armed */
     cr_assert(!closed);
     cr_assert(!rmq_timer_is_armed(&st->flush_timer));
     fake_disk_release_write(fd_, (int32_t)msgs[0].m.end_off);
-    for (int i = 0; i < 2000 && !closed; i++) {
-        cr_assert_eq(rmq_loop_run_once(&loop, 1000000), 0);
-    }
+    run_while(!closed);
     cr_assert(closed, "the close never completed: written %llu, flushed %llu",
               (unsigned long long)rmq_store_written_off(st),
               (unsigned long long)rmq_store_flushed_off(st));
@@ -269,22 +276,11 @@ Test(commitlog, a_checkpoint_after_recovery_claims_only_what_was_synced)
     }
     run_until_finished(n);
     cr_assert_gt(st->seg_count, 1);
-    /* kill -9: the process goes, its unsynced writes stay in the (fake) page cache */
-    rmq_store_destroy(st);
-    st = NULL;
-    rmq_loop_fini(&loop);
-    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    fake_disk_attach(fd_, &loop);
-    open_store(&cfg);
+    kill9_and_reopen(&cfg);                 /* its unsynced writes stay in the page cache */
     run_for_ms(20);
     checkpoint_now();
     fake_disk_lose_unsynced(fd_);           /* power loss */
-    rmq_store_destroy(st);
-    st = NULL;
-    rmq_loop_fini(&loop);
-    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    fake_disk_attach(fd_, &loop);
-    open_store(&cfg);
+    kill9_and_reopen(&cfg);
     for (int i = 0; i < n && (uint64_t)msgs[i].m.end_off <= rmq_store_written_off(st); i++) {
         struct rmq_record r;
         ssize_t got = rmq_store_read(st, (uint64_t)msgs[i].m.rec.phys_off, buf,
@@ -321,14 +317,8 @@ Test(commitlog, recovery_keeps_records_larger_than_todays_max_message_size)
     }
     run_until_finished(3);
     cr_assert(msgs[0].status == 0 && msgs[1].status == 0 && msgs[2].status == 0);
-    /* kill -9: no close, the abort file stays */
-    rmq_store_destroy(st);
-    st = NULL;
-    rmq_loop_fini(&loop);
-    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
-    fake_disk_attach(fd_, &loop);
     cfg.max_message_size = 1 << 20;         /* scan buffer: 4 MiB, the record is 5 MiB */
-    open_store(&cfg);
+    kill9_and_reopen(&cfg);
     cr_assert_eq(rmq_store_written_off(st), msgs[2].m.end_off, "the log was cut at %llu",
                  (unsigned long long)rmq_store_written_off(st));
     cr_assert_eq(rmq_store_queue_max(st, "T0", 2, 0), 3);

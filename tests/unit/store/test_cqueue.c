@@ -576,13 +576,19 @@ Test(cqueue, retention_keeps_segments_whose_records_are_not_dispatched)
         fill(&msgs[i], i, 200, 0);
         rmq_store_append(st, &msgs[i].m);
     }
-    run_for_ms(50);
+    for (int i = 0; i < 3000 && finished < 61; i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
     cr_assert_eq(finished, 61);
+    run_for_ms(20);                             /* dispatch tries, and stalls */
     stalled_at = (uint64_t)msgs[30].m.rec.phys_off;
     cr_assert_eq(rmq_store_dispatched_off(st), stalled_at, "dispatch did not stall");
     cr_assert_gt(rmq_store_stats(st)->dispatch_stalls, 0);
     fake_disk_set_space(fd_, 1000, 50);         /* 95 % used: forcible deletion */
-    run_for_ms(300);
+    for (int i = 0; i < 3000 && rmq_store_stats(st)->segments_deleted == 0; i++) {
+        rmq_loop_run_once(&loop, 1000000);
+    }
+    run_for_ms(300);                            /* steps 100 ms apart: all that may go */
     cr_assert_gt(rmq_store_stats(st)->segments_deleted, 0, "nothing was due anyway");
     cr_assert_leq(rmq_store_min_off(st), stalled_at, "a segment with undispatched records went");
     cr_assert_eq(unlink(blocker), 0);

@@ -56,16 +56,20 @@ amsg_done(struct rmq_store_msg *m, int status)
 }
 
 static void
-side_up(struct side *sd, const char *name)
+side_up_with(struct side *sd, const char *name, struct rmq_store_config c)
 {
-    struct rmq_store_config c = {.seg_size = SEG};
-
     snprintf(sd->dir, sizeof(sd->dir), "%s/%s", root, name);
     mkdir(sd->dir, 0755);
     c.root_dir = sd->dir;
     sd->disk = rmq_disk_uring_create(&loop, sd->dir);
     cr_assert_not_null(sd->disk);
     cr_assert_eq(rmq_store_open(&sd->st, &loop, sd->disk, &c), 0);
+}
+
+static void
+side_up(struct side *sd, const char *name)
+{
+    side_up_with(sd, name, (struct rmq_store_config){.seg_size = SEG});
 }
 
 static void
@@ -314,24 +318,6 @@ Test(raw, a_half_copied_record_is_dropped_at_reopen_and_copied_again)
     side_down(&master);
 }
 
-/* A slave flushes wherever its copies end, often inside a record. Its checkpoint must
- * still name a record boundary: one inside a record made recovery after a kill -9 end
- * the log there, zero the records after it that the slave had acknowledged, and stop
- * its consume queues for good ("not a record"). */
-static void
-side_up_flushing(struct side *sd, const char *name)
-{
-    struct rmq_store_config c = {.seg_size = SEG, .flush_least_pages = 1,
-                                 .flush_interval_ms = 600000, .cq_flush_interval_ms = 600000};
-
-    snprintf(sd->dir, sizeof(sd->dir), "%s/%s", root, name);
-    mkdir(sd->dir, 0755);
-    c.root_dir = sd->dir;
-    sd->disk = rmq_disk_uring_create(&loop, sd->dir);
-    cr_assert_not_null(sd->disk);
-    cr_assert_eq(rmq_store_open(&sd->st, &loop, sd->disk, &c), 0);
-}
-
 static void
 child_check(bool ok, int line)
 {
@@ -341,6 +327,10 @@ child_check(bool ok, int line)
     }
 }
 
+/* A slave flushes wherever its copies end, often inside a record. Its checkpoint must
+ * still name a record boundary: one inside a record made recovery after a kill -9 end
+ * the log there, zero the records after it that the slave had acknowledged, and stop
+ * its consume queues for good ("not a record"). */
 Test(raw, a_slaves_checkpoint_names_a_record_boundary_and_kill_9_keeps_its_copies)
 {
     char path[256];
@@ -357,7 +347,10 @@ Test(raw, a_slaves_checkpoint_names_a_record_boundary_and_kill_9_keeps_its_copie
 
         child_check(rmq_loop_init(&loop, NULL) == 0, __LINE__);    /* a ring of its own */
         side_up(&master, "m");
-        side_up_flushing(&slave, "s");
+        /* flushes at every write: a copy ending inside a record is flushed there */
+        side_up_with(&slave, "s", (struct rmq_store_config){
+            .seg_size = SEG, .flush_least_pages = 1, .flush_interval_ms = 600000,
+            .cq_flush_interval_ms = 600000});
         fill_master(200);
         x = (uint64_t)msgs[40].m.rec.phys_off + 30;    /* inside record 40 */
         y = (uint64_t)msgs[43].m.rec.phys_off;         /* a boundary after it */
