@@ -1168,6 +1168,40 @@ wait_for(struct rmq_loop *loop, struct wait_req *w)
 }
 
 /*
+ * A gap before the last segment file: an empty log's move to its master's offset
+ * (rebase_start) renames two files, and a crash between the renames leaves the prepared
+ * next segment apart from the current one. An empty prepared segment is removed (1: the
+ * log starts without it; the move happens again); one holding records is a real gap (0:
+ * refuse to start). -errno when it cannot be read or removed.
+ */
+static int
+drop_stray_prepared(struct rmq_store *s, uint64_t start)
+{
+    struct wait_req w = {.req.done = wait_done};
+    uint8_t head[8];
+    int h = s->disk->ops->open_existing(s->disk, start, s->cfg.seg_size);
+    int32_t ret;
+
+    if (h < 0) {
+        return h;
+    }
+    if (s->disk->ops->read(s->disk, h, 0, head, sizeof(head)) != (ssize_t)sizeof(head)) {
+        s->disk->ops->close(s->disk, h);
+        return -EIO;
+    }
+    if (rmq_get_be32(head) != 0 || rmq_get_be32(head + 4) != 0) {
+        s->disk->ops->close(s->disk, h);
+        return 0;
+    }
+    RMQ_WARN("store: commitlog segment %llu is empty and apart from the rest (a move of the "
+             "empty log to its master's offset was interrupted): removed",
+             (unsigned long long)start);
+    s->disk->ops->remove(s->disk, h, &w.req);
+    ret = wait_for(s->loop, &w);
+    return ret < 0 ? ret : 1;
+}
+
+/*
  * A copy cut short by kill -9 leaves zeros from the cut to the record's end (nothing past
  * the write frontier is ever anything but zero). The body CRC, the lengths and the topic
  * check catch every cut but one: inside the properties after their length, which leaves
@@ -1376,6 +1410,13 @@ recover(struct rmq_store *s, const struct rmq_checkpoint *cp)
         int h;
 
         if (i > 0 && starts[i] != starts[i - 1] + s->cfg.seg_size) {
+            if (i == n - 1 && (ret = drop_stray_prepared(s, starts[i])) != 0) {
+                if (ret < 0) {
+                    goto out;
+                }
+                ret = 0;
+                break;
+            }
             RMQ_ERROR("store: commitlog segments not contiguous prev=%llu next=%llu "
                       "seg_size=%llu, refusing to start",
                       (unsigned long long)starts[i - 1], (unsigned long long)starts[i],

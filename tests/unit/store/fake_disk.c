@@ -280,6 +280,15 @@ f_remove(struct rmq_disk *base, int h, struct rmq_disk_req *req)
     finish(d, req, 0);
 }
 
+static void
+f_rename(struct rmq_disk *base, int h, uint64_t new_start, struct rmq_disk_req *req)
+{
+    struct fake_disk *d = (struct fake_disk *)base;
+
+    d->segs[h].start = new_start;
+    finish(d, req, 0);
+}
+
 static int
 f_space(struct rmq_disk *base, uint64_t *total, uint64_t *avail)
 {
@@ -358,6 +367,7 @@ static const struct rmq_disk_ops fake_ops = {
     .map = f_map,
     .unmap = f_unmap,
     .space = f_space,
+    .rename = f_rename,
 };
 
 struct fake_disk *

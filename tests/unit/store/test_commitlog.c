@@ -327,6 +327,58 @@ Test(commitlog, recovery_keeps_records_larger_than_todays_max_message_size)
     cr_assert_gt(rmq_record_decode(tail, msgs[2].m.rec.total_size, true, &r, NULL), 0);
 }
 
+static bool renamed;
+
+static void
+rename_done(struct rmq_disk_req *req, int32_t res)
+{
+    req->res = res;
+    renamed = true;
+}
+
+/* An empty slave's log moves to its master's offset by renaming its two files (the
+ * prepared next segment first, moving up). A crash between the renames leaves the next
+ * one apart from the current: the store still starts (that empty file is removed, the
+ * move happens again), while a gap before a segment holding records refuses the start. */
+Test(commitlog, a_move_interrupted_between_its_renames_leaves_a_log_that_starts)
+{
+    struct rmq_store_config cfg = {.seg_size = 4096};
+    struct rmq_disk *disk = fake_disk_base(fd_);
+    struct rmq_disk_req req = {.done = rename_done};
+    const uint64_t to = 10 * 4096;
+
+    open_store(&cfg);
+    run_while(st->next_handle < 0);
+    cr_assert_geq(st->next_handle, 0);
+    renamed = false;
+    disk->ops->rename(disk, st->next_handle, to + 4096, &req);  /* the first rename */
+    run_while(!renamed);
+    cr_assert_eq(req.res, 0);
+    kill9_and_reopen(&cfg);
+    cr_assert_not(fake_disk_has_seg(fd_, to + 4096), "the stray segment is still there");
+    cr_assert_eq(rmq_store_written_off(st), 0);
+    fill(&msgs[0], 0, 10, 0);
+    rmq_store_append(st, &msgs[0].m);
+    run_until_finished(1);
+    cr_assert_eq(msgs[0].status, 0);
+    cr_assert_eq(msgs[0].m.rec.phys_off, 0);
+
+    /* the same gap before a file that holds data: a real gap */
+    run_while(st->next_handle < 0);
+    renamed = false;
+    disk->ops->rename(disk, st->next_handle, to + 4096, &req);
+    run_while(!renamed);
+    fake_disk_poke(fd_, to + 4096, 3, 0x40);     /* a record's size field */
+    rmq_store_destroy(st);
+    st = NULL;
+    rmq_loop_fini(&loop);
+    cr_assert_eq(rmq_loop_init(&loop, NULL), 0);
+    fake_disk_attach(fd_, &loop);
+    cfg.root_dir = root;
+    cr_assert_eq(rmq_store_open(&st, &loop, disk, &cfg), -EBADMSG);
+    st = NULL;
+}
+
 Test(commitlog, sync_failure_is_sticky)
 {
     struct rmq_store_config cfg = {.seg_size = 1 << 20, .flush_type = RMQ_FLUSH_SYNC};
