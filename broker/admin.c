@@ -94,6 +94,7 @@ h_update_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
     char group[RMQ_GROUP_NAME_MAX + 1];
     const struct rmq_topic_config *tc;
     struct queue_req q;
+    int32_t queues;
     int64_t off;
     int ret;
 
@@ -109,10 +110,10 @@ h_update_offset(struct rmq_conn *c, struct rmq_frame *req, const struct rmq_bufr
         rmq_broker__reply(c, &req->h, RMQ_RESP_TOPIC_NOT_EXIST, "topic[%s] not exist", q.topic);
         return;
     }
-    if (q.queue_id < 0 || q.queue_id >= RMQ_MAX(tc->read_queues, tc->write_queues)) {
+    queues = RMQ_MAX(tc->read_queues, tc->write_queues);
+    if (q.queue_id < 0 || q.queue_id >= queues) {
         rmq_broker__reply(c, &req->h, RMQ_RESP_SYSTEM_ERROR, "QueueId[%d] is invalid, topic[%s] "
-                          "has %d queues", q.queue_id, q.topic,
-                          RMQ_MAX(tc->read_queues, tc->write_queues));
+                          "has %d queues", q.queue_id, q.topic, queues);
         return;
     }
     ret = rmq_offsets_commit(&b->offsets, q.topic, group, q.queue_id, off);

@@ -86,13 +86,6 @@ chunk_get(struct rmq_net_loop *nl)
 
 static void kick_run(struct rmq_deferred *d);
 
-/*
- * The tx pool is shared by the loop's connections, and once it runs dry every one of
- * them is paused: a few peers that send requests but never read the answers (each up to
- * conn_tx_limit queued) would stop the server for everyone. So when the pool is three
- * quarters used, connections paused at their own limit with at least half of it in the
- * pool's chunks, not reading what they asked for, are closed: their chunks come back.
- */
 /* Bytes of c's queue in pool chunks (answers it has not read), not in files or the
  * callers' memory (a large pull's records are not the pool's). */
 static uint64_t
@@ -110,6 +103,13 @@ chunk_bytes_queued(const struct rmq_conn *c)
     return n;
 }
 
+/*
+ * The tx pool is shared by the loop's connections, and once it runs dry every one of
+ * them is paused: a few peers that send requests but never read the answers (each up to
+ * conn_tx_limit queued) would stop the server for everyone. So when the pool is three
+ * quarters used, connections paused at their own limit with at least half of it in the
+ * pool's chunks, not reading what they asked for, are closed: their chunks come back.
+ */
 static void
 shed_run(struct rmq_deferred *d)
 {
